@@ -1,0 +1,1 @@
+//! Ansible-compatible YAML inventory (owned by the inventory work; see issue 2).

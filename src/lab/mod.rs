@@ -1,0 +1,1 @@
+//! Throwaway qemu lab fleet (see issue 4).

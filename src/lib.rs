@@ -1,0 +1,19 @@
+//! netdump-provision: provisions network kernel crash dumps (netdump and kdump over ssh) on lab
+//! fleets, runs the embedded dump receiver, and proves the setup with real test crashes.
+//!
+//! The binary `provision` (src/main.rs) is a thin clap front end over this library.
+
+pub mod apply;
+pub mod cli;
+pub mod crashtest;
+pub mod facts;
+pub mod inventory;
+pub mod lab;
+pub mod receiver;
+pub mod report;
+pub mod resources;
+pub mod roles;
+pub mod secret;
+pub mod settings;
+pub mod ssh;
+pub mod templates;

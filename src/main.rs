@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(netdump_provision::cli::main());
+}

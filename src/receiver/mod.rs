@@ -1,0 +1,3 @@
+//! The embedded dump receiver (`provision receiver`): netdump UDP protocol and netconsole logs.
+
+pub mod events;

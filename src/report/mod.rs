@@ -1,0 +1,1 @@
+//! Progress, recap, JSON lines and JUnit output.

@@ -1,0 +1,1 @@
+//! Resources: observe → diff → converge, with no netdump knowledge.

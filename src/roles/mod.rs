@@ -1,0 +1,1 @@
+//! Roles: settings + facts → resources.
