@@ -1,0 +1,148 @@
+//! An ssh key pair generated on the host itself (the private key never leaves it).
+
+use super::{Change, Observed, Plan, PlanContext, Resource, ResourceError, sh_quote};
+
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    /// Private key path; the public key is `<path>.pub`.
+    pub path: String,
+    /// `ssh-keygen -t` type: rsa, ed25519, dsa.
+    pub key_type: String,
+    /// `ssh-keygen -b`, for rsa.
+    pub bits: Option<u32>,
+    pub comment: String,
+}
+
+impl KeyPair {
+    /// The public key line from an observation or from the converge step's stdout.
+    pub fn public_key(text: &str) -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix("pub="))
+            .map(str::trim)
+            .filter(|k| k.starts_with("ssh-") || k.starts_with("ecdsa-"))
+            .map(str::to_string)
+    }
+}
+
+impl Resource for KeyPair {
+    fn id(&self) -> String {
+        format!("keypair:{}", self.path)
+    }
+
+    fn observe_script(&self) -> String {
+        let k = sh_quote(&self.path);
+        let pubk = sh_quote(&format!("{}.pub", self.path));
+        format!(
+            "if [ -f {k} ] && [ -f {pubk} ]; then echo state=present; echo \"pub=$(head -n1 {pubk})\"; \
+             elif [ -f {k} ]; then echo state=private-only; else echo state=absent; fi"
+        )
+    }
+
+    fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
+        let k = sh_quote(&self.path);
+        let pubk = sh_quote(&format!("{}.pub", self.path));
+        match observed.field("state") {
+            Some("present") => {
+                if Self::public_key(&observed.text).is_some() {
+                    Ok(Plan::Ok)
+                } else {
+                    Err(ResourceError::Invalid {
+                        id: self.id(),
+                        detail: format!(
+                            "{}.pub does not hold an ssh public key; remove both files to regenerate",
+                            self.path
+                        ),
+                    })
+                }
+            }
+            Some("private-only") => Ok(Plan::Change(Change::new(
+                "derive missing public key",
+                format!(
+                    "set -e\numask 022\nssh-keygen -y -f {k} > {pubk}\necho \"pub=$(head -n1 {pubk})\"\n"
+                ),
+            ))),
+            Some("absent") => {
+                let bits = self.bits.map(|b| format!(" -b {b}")).unwrap_or_default();
+                Ok(Plan::Change(Change::new(
+                    format!("generate {} key", self.key_type),
+                    format!(
+                        "set -e\numask 077\nmkdir -p \"$(dirname {k})\"\n\
+                         ssh-keygen -q -t {}{bits} -N '' -C {} -f {k} </dev/null >/dev/null\n\
+                         chmod 600 {k}\nchmod 644 {pubk}\necho \"pub=$(head -n1 {pubk})\"\n",
+                        sh_quote(&self.key_type),
+                        sh_quote(&self.comment)
+                    ),
+                )))
+            }
+            _ => Err(ResourceError::Observe {
+                id: self.id(),
+                detail: "no state line".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Observed {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Observed {
+            text: String::from_utf8(out.stdout).unwrap(),
+            status: 0,
+        }
+    }
+
+    #[test]
+    fn generates_once_and_reads_the_public_key() {
+        if std::process::Command::new("ssh-keygen")
+            .arg("-?")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIP: ssh-keygen not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let kp = KeyPair {
+            path: dir.path().join("sub/id_test").display().to_string(),
+            key_type: "ed25519".into(),
+            bits: None,
+            comment: "netdump-provision:c1".into(),
+        };
+        let ctx = PlanContext::default();
+        let Plan::Change(c) = kp.plan(&sh(&kp.observe_script()), &ctx).unwrap() else {
+            panic!()
+        };
+        let out = sh(&c.script);
+        let key = KeyPair::public_key(&out.text).unwrap();
+        assert!(key.starts_with("ssh-ed25519 ") && key.ends_with("netdump-provision:c1"));
+        let o = sh(&kp.observe_script());
+        assert!(matches!(kp.plan(&o, &ctx).unwrap(), Plan::Ok));
+        assert_eq!(KeyPair::public_key(&o.text).unwrap(), key);
+
+        std::fs::remove_file(format!("{}.pub", kp.path)).unwrap();
+        let Plan::Change(c) = kp.plan(&sh(&kp.observe_script()), &ctx).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.summary, "derive missing public key");
+        let out = sh(&c.script);
+        assert_eq!(
+            KeyPair::public_key(&out.text)
+                .unwrap()
+                .split_whitespace()
+                .nth(1),
+            key.split_whitespace().nth(1)
+        );
+    }
+}
