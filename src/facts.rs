@@ -1,1 +1,238 @@
-//! facts
+//! One probe script per host, parsed into [`Facts`]: OS, package manager, init system, kernel,
+//! sysrq, host keys, the route towards the host's dump server, and the kdump state.
+
+use serde::Serialize;
+
+use crate::resources::package::PackageManager;
+use crate::resources::service::InitSystem;
+use crate::resources::sh_quote;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    pub os_id: String,
+    pub os_version: String,
+    /// `ID_LIKE` from os-release (e.g. "debian", "rhel fedora").
+    pub os_like: String,
+    pub kernel: String,
+    pub arch: String,
+    pub pkg: PackageManager,
+    pub init: InitSystem,
+    /// Current `kernel.sysrq`, `None` when the kernel has no /proc/sys/kernel/sysrq.
+    pub sysrq: Option<String>,
+    pub boot_id: String,
+    pub hostname: String,
+    /// `/etc/sysctl.d` exists (else /etc/sysctl.conf is used).
+    pub sysctl_d: bool,
+    /// The host's ssh host public keys (`type base64`), for pinning on clients.
+    pub host_keys: Vec<String>,
+    /// Name of the ssh daemon's service (ssh on Debian, sshd elsewhere).
+    pub ssh_service: String,
+    /// sshd_config includes /etc/ssh/sshd_config.d/*.conf.
+    pub sshd_include: bool,
+    /// A netdump kernel module exists for the running kernel.
+    pub netdump_module: bool,
+    /// Route to the dump server (clients only).
+    pub route: Option<Route>,
+    /// `/sys/kernel/kexec_crash_size` (bytes reserved for the capture kernel).
+    pub kexec_crash_size: Option<u64>,
+    /// `/sys/kernel/kexec_crash_loaded`.
+    pub kexec_crash_loaded: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub dev: String,
+    pub src: Option<String>,
+    /// First hop when the server is not on-link.
+    pub via: Option<String>,
+    /// MAC of the server (on-link) or of the first hop.
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error("facts: the probe printed no {0} line; is this a Linux host with a POSIX shell?")]
+    Missing(&'static str),
+}
+
+/// The probe script. `server` is the dump server address a client must reach.
+pub fn probe_script(server: Option<&str>) -> String {
+    let route = match server {
+        Some(s) => {
+            let s = sh_quote(s);
+            format!(
+                "r=$(ip -o route get {s} 2>/dev/null | head -n1)\n\
+                 echo \"route=$r\"\n\
+                 via=$(echo \"$r\" | sed -n 's/.* via \\([^ ]*\\).*/\\1/p')\n\
+                 dev=$(echo \"$r\" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')\n\
+                 hop=${{via:-{s}}}\n\
+                 if [ -n \"$dev\" ]; then\n\
+                   ping -c 1 -W 1 \"$hop\" >/dev/null 2>&1 || true\n\
+                   echo \"neigh=$(ip neigh show \"$hop\" dev \"$dev\" 2>/dev/null | head -n1)\"\n\
+                 fi\n"
+            )
+        }
+        None => String::new(),
+    };
+    format!(
+        r#"exec 2>/dev/null
+if [ -r /etc/os-release ]; then . /etc/os-release; echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_like=$ID_LIKE"
+elif [ -r /etc/redhat-release ]; then echo "os_id=rhel"; echo "os_version=$(sed 's/[^0-9]*\([0-9.]*\).*/\1/' /etc/redhat-release)"; echo "os_like=rhel"
+else echo "os_id=unknown"; echo "os_version="; echo "os_like="; fi
+echo "kernel=$(uname -r)"
+echo "arch=$(uname -m)"
+echo "hostname=$(uname -n)"
+if command -v apt-get >/dev/null; then echo pkg=apt
+elif command -v dnf >/dev/null; then echo pkg=dnf
+elif command -v yum >/dev/null; then echo pkg=yum
+elif command -v up2date >/dev/null; then echo pkg=up2date
+else echo pkg=none; fi
+if [ -d /run/systemd/system ]; then echo init=systemd
+elif [ -d /etc/init.d ] && [ "$(cat /proc/1/comm)" = init ]; then echo init=sysv
+else echo init=none; fi
+if [ -e /proc/sys/kernel/sysrq ]; then echo "sysrq=$(cat /proc/sys/kernel/sysrq)"; fi
+echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+[ -d /etc/sysctl.d ] && echo sysctl_d=yes
+for f in /etc/ssh/ssh_host_*_key.pub; do [ -r "$f" ] && echo "hostkey=$(cut -d' ' -f1,2 "$f")"; done
+if [ -e /lib/systemd/system/ssh.service ] || [ -e /etc/init.d/ssh ]; then echo ssh_service=ssh; else echo ssh_service=sshd; fi
+grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/sshd_config.d' /etc/ssh/sshd_config && echo sshd_include=yes
+modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes
+[ -r /sys/kernel/kexec_crash_size ] && echo "kexec_crash_size=$(cat /sys/kernel/kexec_crash_size)"
+[ -r /sys/kernel/kexec_crash_loaded ] && echo "kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+{route}exit 0
+"#
+    )
+}
+
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+fn word_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let mut it = line.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == key {
+            return it.next();
+        }
+    }
+    None
+}
+
+/// Parses the probe's output (pure).
+pub fn parse(text: &str) -> Result<Facts, FactsError> {
+    let req = |k: &'static str| {
+        field(text, k)
+            .map(str::to_string)
+            .ok_or(FactsError::Missing(k))
+    };
+    let pkg = match field(text, "pkg") {
+        Some("apt") => PackageManager::Apt,
+        Some("dnf") => PackageManager::Dnf,
+        Some("yum") => PackageManager::Yum,
+        Some("up2date") => PackageManager::Up2date,
+        Some(_) => PackageManager::None,
+        None => return Err(FactsError::Missing("pkg")),
+    };
+    let init = match field(text, "init") {
+        Some("systemd") => InitSystem::Systemd,
+        Some("sysv") => InitSystem::Sysv,
+        Some(_) => InitSystem::None,
+        None => return Err(FactsError::Missing("init")),
+    };
+    let route = field(text, "route")
+        .filter(|r| !r.trim().is_empty())
+        .and_then(|r| {
+            let dev = word_after(r, "dev")?.to_string();
+            let mac = field(text, "neigh")
+                .and_then(|n| word_after(n, "lladdr"))
+                .map(str::to_string);
+            Some(Route {
+                dev,
+                src: word_after(r, "src").map(str::to_string),
+                via: word_after(r, "via").map(str::to_string),
+                mac,
+            })
+        });
+    Ok(Facts {
+        os_id: req("os_id")?,
+        os_version: field(text, "os_version").unwrap_or("").to_string(),
+        os_like: field(text, "os_like").unwrap_or("").to_string(),
+        kernel: req("kernel")?,
+        arch: field(text, "arch").unwrap_or("").to_string(),
+        pkg,
+        init,
+        sysrq: field(text, "sysrq").map(|s| s.trim().to_string()),
+        boot_id: field(text, "boot_id").unwrap_or("").trim().to_string(),
+        hostname: field(text, "hostname").unwrap_or("").to_string(),
+        sysctl_d: field(text, "sysctl_d").is_some(),
+        host_keys: text
+            .lines()
+            .filter_map(|l| l.strip_prefix("hostkey="))
+            .filter(|k| k.split_whitespace().count() == 2)
+            .map(str::to_string)
+            .collect(),
+        ssh_service: field(text, "ssh_service").unwrap_or("sshd").to_string(),
+        sshd_include: field(text, "sshd_include").is_some(),
+        netdump_module: field(text, "netdump_module").is_some(),
+        route,
+        kexec_crash_size: field(text, "kexec_crash_size").and_then(|v| v.trim().parse().ok()),
+        kexec_crash_loaded: field(text, "kexec_crash_loaded").map(|v| v.trim() == "1"),
+    })
+}
+
+impl Facts {
+    /// Debian family (kdump-tools) rather than RHEL family (kexec-tools / kdump-utils).
+    pub fn is_debian_like(&self) -> bool {
+        self.os_id == "debian"
+            || self.os_id == "ubuntu"
+            || self.os_like.split_whitespace().any(|w| w == "debian")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_runs_on_this_machine_and_parses() {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(probe_script(Some("127.0.0.1")))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let f = parse(&text).unwrap();
+        assert!(!f.kernel.is_empty());
+        assert_eq!(f.route.as_ref().unwrap().dev, "lo");
+        assert_eq!(f.boot_id.len(), 36, "{text}");
+    }
+
+    #[test]
+    fn parses_a_debian_client_with_gateway() {
+        let text = "os_id=debian\nos_version=12\nos_like=\nkernel=6.1.0-28-amd64\narch=x86_64\nhostname=c1\n\
+pkg=apt\ninit=systemd\nsysrq=438\nboot_id=0f6e\nsysctl_d=yes\nhostkey=ssh-ed25519 AAAAC3\nhostkey=broken\n\
+ssh_service=ssh\nsshd_include=yes\nkexec_crash_size=268435456\nkexec_crash_loaded=1\n\
+route=10.1.2.3 via 198.18.0.1 dev ens3 src 198.18.0.11 uid 0 \\    cache\n\
+neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\n";
+        let f = parse(text).unwrap();
+        assert!(f.is_debian_like());
+        assert_eq!(f.pkg, PackageManager::Apt);
+        assert_eq!(f.init, InitSystem::Systemd);
+        assert_eq!(f.sysrq.as_deref(), Some("438"));
+        assert_eq!(f.host_keys, vec!["ssh-ed25519 AAAAC3"]);
+        assert_eq!(f.kexec_crash_size, Some(268435456));
+        assert_eq!(f.kexec_crash_loaded, Some(true));
+        let r = f.route.unwrap();
+        assert_eq!(r.dev, "ens3");
+        assert_eq!(r.via.as_deref(), Some("198.18.0.1"));
+        assert_eq!(r.src.as_deref(), Some("198.18.0.11"));
+        assert_eq!(r.mac.as_deref(), Some("52:54:00:12:34:56"));
+    }
+
+    #[test]
+    fn missing_lines_are_errors() {
+        assert!(parse("").is_err());
+        assert!(parse("os_id=x\nkernel=1\npkg=apt\n").is_err());
+    }
+}

@@ -1,1 +1,107 @@
-//! Roles: settings + facts → resources.
+//! Roles turn settings + facts into the resources a host must have. They decide *what*;
+//! resources decide *how*.
+
+pub mod netdump_client;
+pub mod server;
+
+use crate::facts::Facts;
+use crate::resources::Resource;
+use crate::settings::{ClientFlavor, ClientSettings};
+
+/// The netdump service user, as netdump-server created it.
+pub const NETDUMP_USER: &str = "netdump";
+/// Tag on the lines this tool manages in authorized_keys2 (`<tag><client inventory name>`).
+pub const KEY_TAG: &str = "netdump-provision:";
+/// Where the embedded receiver binary is installed on servers.
+pub const RECEIVER_BINARY: &str = "/usr/local/sbin/netdump-provision";
+pub const RECEIVER_UNIT: &str = "/etc/systemd/system/netdump-receiver.service";
+pub const RECEIVER_SERVICE: &str = "netdump-receiver";
+pub const SSHD_DROPIN: &str = "/etc/ssh/sshd_config.d/netdump-provision.conf";
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-netdump-provision.conf";
+
+/// A list of resources for one host, in converge order.
+pub type Resources = Vec<Box<dyn Resource>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error("{host}: {detail}")]
+    Invalid { host: String, detail: String },
+    #[error("{host}: template: {source}")]
+    Template {
+        host: String,
+        #[source]
+        source: crate::templates::TemplateError,
+    },
+}
+
+/// A client's public key on its way to the server's authorized_keys2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    /// Inventory name of the client.
+    pub client: String,
+    /// The client's address as the server sees it (for `from=`), when known.
+    pub from: Option<String>,
+    /// `type base64` (the client's own comment is dropped).
+    pub key: String,
+}
+
+impl ClientKey {
+    /// The authorized_keys2 line: restricted, bound to the client's address when known, tagged.
+    pub fn authorized_line(&self) -> String {
+        let mut opts = String::from("restrict");
+        if let Some(from) = &self.from {
+            opts.push_str(&format!(",from=\"{from}\""));
+        }
+        format!("{opts} {} {KEY_TAG}{}", self.key, self.client)
+    }
+}
+
+/// The flavour a client really gets: `auto` picks netdump when the kernel has a netdump module.
+pub fn effective_flavor(settings: &ClientSettings, facts: &Facts) -> ClientFlavor {
+    match settings.flavor {
+        ClientFlavor::Auto if facts.netdump_module => ClientFlavor::Netdump,
+        ClientFlavor::Auto => ClientFlavor::Kdump,
+        f => f,
+    }
+}
+
+/// `type base64` of an ssh public key line, dropping options and comment.
+pub fn key_material(line: &str) -> Option<String> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let i = fields
+        .iter()
+        .position(|f| f.starts_with("ssh-") || f.starts_with("ecdsa-") || f.starts_with("sk-"))?;
+    let b64 = fields.get(i + 1)?;
+    Some(format!("{} {}", fields[i], b64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorized_line_is_restricted_and_tagged() {
+        let k = ClientKey {
+            client: "c1".into(),
+            from: Some("198.18.0.11".into()),
+            key: "ssh-rsa AAAAB3".into(),
+        };
+        assert_eq!(
+            k.authorized_line(),
+            "restrict,from=\"198.18.0.11\" ssh-rsa AAAAB3 netdump-provision:c1"
+        );
+    }
+
+    #[test]
+    fn key_material_strips_options_and_comment() {
+        assert_eq!(
+            key_material("ssh-ed25519 AAAA root@c1").as_deref(),
+            Some("ssh-ed25519 AAAA")
+        );
+        assert_eq!(
+            key_material("restrict ssh-rsa BBBB x").as_deref(),
+            Some("ssh-rsa BBBB")
+        );
+        assert_eq!(key_material("garbage"), None);
+    }
+}
