@@ -1,6 +1,7 @@
 //! Roles turn settings + facts into the resources a host must have. They decide *what*;
 //! resources decide *how*.
 
+pub mod kdump_client;
 pub mod netdump_client;
 pub mod server;
 

@@ -155,7 +155,7 @@ pub fn resources(
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use crate::settings::{ClientFlavor, KdumpSettings, NetdumpSysconfig};
 

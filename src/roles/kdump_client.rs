@@ -1,0 +1,330 @@
+//! The kdump client (every current distribution): kdump's ssh target pointing at the netdump
+//! server, a dedicated key pair, the server's host keys pinned, netconsole towards the receiver,
+//! kernel.sysrq, and the crashkernel reservation.
+
+use serde_json::json;
+
+use super::netdump_client::{known_hosts, sysrq};
+use super::{KEY_TAG, NETDUMP_USER, Resources, RoleError};
+use crate::facts::Facts;
+use crate::resources::service::InitSystem;
+use crate::resources::{File, KeyPair, Package, Resource, Service};
+use crate::settings::ClientSettings;
+use crate::templates::Templates;
+
+pub const NETCONSOLE_SCRIPT: &str = "/usr/local/sbin/netdump-netconsole";
+pub const NETCONSOLE_UNIT: &str = "/etc/systemd/system/netdump-netconsole.service";
+pub const NETCONSOLE_SERVICE: &str = "netdump-netconsole";
+pub const GRUB_DROPIN: &str = "/etc/default/grub.d/netdump-provision-crashkernel.cfg";
+
+/// Debian's kdump-tools, or the RHEL family's kdumpctl.
+fn debian(facts: &Facts) -> bool {
+    facts.is_debian_like()
+}
+
+fn key_path(s: &ClientSettings, facts: &Facts) -> String {
+    s.kdump.ssh_key.clone().unwrap_or_else(|| {
+        if debian(facts) {
+            "/root/.ssh/netdump_kdump_id_ed25519".into()
+        } else {
+            "/root/.ssh/kdump_id_rsa".into()
+        }
+    })
+}
+
+pub fn keypair(s: &ClientSettings, facts: &Facts) -> Result<KeyPair, RoleError> {
+    let path = key_path(s, facts);
+    Ok(if debian(facts) {
+        KeyPair {
+            path,
+            key_type: "ed25519".into(),
+            bits: None,
+            comment: format!("{KEY_TAG}{}", s.host),
+        }
+    } else {
+        // RHEL's capture initramfs and kdumpctl expect an RSA key by default.
+        KeyPair {
+            path,
+            key_type: "rsa".into(),
+            bits: Some(3072),
+            comment: format!("{KEY_TAG}{}", s.host),
+        }
+    })
+}
+
+fn render(
+    t: &Templates,
+    s: &ClientSettings,
+    name: &str,
+    ctx: serde_json::Value,
+) -> Result<String, RoleError> {
+    t.render(name, ctx).map_err(|source| RoleError::Template {
+        host: s.host.clone(),
+        source,
+    })
+}
+
+fn root_file(path: &str, content: String, mode: u32) -> File {
+    File {
+        path: path.into(),
+        content: content.into_bytes(),
+        owner: "root".into(),
+        group: "root".into(),
+        mode,
+        secret: false,
+    }
+}
+
+/// makedumpfile options for Debian's MAKEDUMP_ARGS: the collector without the program name and
+/// without -F (kdump-tools adds it for ssh targets).
+fn makedump_args(core_collector: &str) -> String {
+    core_collector
+        .split_whitespace()
+        .skip_while(|w| *w == "makedumpfile")
+        .filter(|w| *w != "-F")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn resources(
+    s: &ClientSettings,
+    facts: &Facts,
+    server_host_keys: &[String],
+    templates: &Templates,
+) -> Result<Resources, RoleError> {
+    if server_host_keys.is_empty() {
+        return Err(RoleError::Invalid {
+            host: s.host.clone(),
+            detail: format!(
+                "server {} offered no readable ssh host keys to pin",
+                s.server
+            ),
+        });
+    }
+    if s.manage_services && facts.init != InitSystem::Systemd {
+        return Err(RoleError::Invalid {
+            host: s.host.clone(),
+            detail: "kdump clients are managed through systemd, and this host has no systemd; set netdump_manage_services: false".into(),
+        });
+    }
+    let deb = debian(facts);
+    let mut r: Resources = Vec::new();
+    if s.manage_packages {
+        let pkgs: &[&str] = if deb {
+            &[
+                "kdump-tools",
+                "makedumpfile",
+                "kexec-tools",
+                "openssh-client",
+            ]
+        } else {
+            &["kexec-tools", "openssh-clients"]
+        };
+        for p in pkgs {
+            r.push(Box::new(Package {
+                name: p.to_string(),
+                manager: facts.pkg,
+            }));
+        }
+    }
+    let kp = keypair(s, facts)?;
+    let kp_id = kp.id();
+    let key = kp.path.clone();
+    r.push(Box::new(kp));
+
+    let kh = known_hosts(&s.server_address, server_host_keys);
+    let kh_id = kh.id();
+    r.push(Box::new(kh));
+
+    let conf = if deb {
+        root_file(
+            "/etc/default/kdump-tools",
+            render(
+                templates,
+                s,
+                "kdump-tools.j2",
+                json!({"dump_dir": s.dump_dir, "makedump_args": makedump_args(&s.kdump.core_collector),
+                       "ssh_user": NETDUMP_USER, "server_address": s.server_address, "ssh_key": key}),
+            )?,
+            0o644,
+        )
+    } else {
+        root_file(
+            "/etc/kdump.conf",
+            render(
+                templates,
+                s,
+                "kdump.conf.j2",
+                json!({"dump_dir": s.dump_dir, "core_collector": s.kdump.core_collector,
+                       "ssh_user": NETDUMP_USER, "server_address": s.server_address, "ssh_key": key}),
+            )?,
+            0o644,
+        )
+    };
+    let conf_id = conf.id();
+    r.push(Box::new(conf));
+
+    // The crashkernel reservation: written to the boot configuration when nothing is reserved.
+    if facts.kexec_crash_size == Some(0) && deb {
+        r.push(Box::new(root_file(
+            GRUB_DROPIN,
+            format!(
+                "# Managed by netdump-provision: memory for the kdump capture kernel.\n\
+                 GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT crashkernel={}\"\n",
+                s.kdump.crashkernel
+            ),
+            0o644,
+        )));
+    }
+
+    r.extend(sysrq(s, facts, templates)?);
+
+    if s.kdump.netconsole {
+        let route = facts.route.as_ref();
+        let dev = s.dev.clone().or_else(|| route.map(|r| r.dev.clone())).ok_or_else(|| {
+            RoleError::Invalid {
+                host: s.host.clone(),
+                detail: format!(
+                    "no route to the server {} was found for netconsole; set netdump_dev or fix routing",
+                    s.server_address
+                ),
+            }
+        })?;
+        let script = root_file(
+            NETCONSOLE_SCRIPT,
+            render(
+                templates,
+                s,
+                "netconsole.sh.j2",
+                json!({"dev": dev, "local_ip": route.and_then(|r| r.src.clone()),
+                       "server_address": s.server_address, "port": s.kdump.netconsole_port,
+                       "mac": route.and_then(|r| r.mac.clone()), "extended": s.kdump.netconsole_extended}),
+            )?,
+            0o755,
+        );
+        let script_id = script.id();
+        r.push(Box::new(script));
+        let unit = root_file(
+            NETCONSOLE_UNIT,
+            render(
+                templates,
+                s,
+                "netconsole.service.j2",
+                json!({"server_address": s.server_address, "port": s.kdump.netconsole_port}),
+            )?,
+            0o644,
+        );
+        let unit_id = unit.id();
+        r.push(Box::new(unit));
+        if s.manage_services {
+            r.push(Box::new(Service {
+                name: NETCONSOLE_SERVICE.into(),
+                init: facts.init,
+                enabled: Some(true),
+                running: true,
+                restart_on: vec![script_id, unit_id.clone()],
+                daemon_reload_on: vec![unit_id],
+                reload: false,
+                validate: None,
+            }));
+        }
+    }
+
+    if s.manage_services {
+        r.push(Box::new(Service {
+            name: if deb {
+                "kdump-tools".into()
+            } else {
+                "kdump".into()
+            },
+            init: facts.init,
+            enabled: Some(true),
+            running: true,
+            restart_on: vec![conf_id, kh_id, kp_id],
+            daemon_reload_on: vec![],
+            reload: false,
+            // RHEL's initramfs holds its own copy of the key and known_hosts: rebuild it.
+            validate: if deb {
+                None
+            } else {
+                Some("kdumpctl rebuild".into())
+            },
+        }));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::netdump_client::tests::client;
+    use crate::settings::ClientFlavor;
+
+    fn facts(os: &str) -> Facts {
+        crate::facts::parse(&format!(
+            "os_id={os}\nkernel=6.1.0-28-amd64\npkg=apt\ninit=systemd\nsysrq=438\nsysctl_d=yes\n\
+             kexec_crash_size=0\nroute=198.19.0.10 dev ens3 src 198.19.0.11\n\
+             neigh=198.19.0.10 dev ens3 lladdr 52:54:00:00:00:10 REACHABLE\n"
+        ))
+        .unwrap()
+    }
+
+    fn golden(name: &str, text: &str) {
+        let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, text).unwrap();
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            text, want,
+            "{name} changed; re-run with UPDATE_GOLDEN=1 if intended"
+        );
+    }
+
+    #[test]
+    fn debian_and_rhel_configs_match_golden_files() {
+        let t = Templates::new(None).unwrap();
+        let mut c = client();
+        c.flavor = ClientFlavor::Kdump;
+        let r = resources(&c, &facts("debian"), &["ssh-ed25519 AAAA".into()], &t).unwrap();
+        let ids: Vec<String> = r.iter().map(|x| x.id()).collect();
+        assert!(
+            ids.contains(&"file:/etc/default/kdump-tools".to_string()),
+            "{ids:?}"
+        );
+        assert!(ids.contains(&format!("file:{GRUB_DROPIN}")));
+        assert!(ids.contains(&"service:kdump-tools".to_string()));
+        golden(
+            "kdump-tools.debian",
+            &t.render(
+                "kdump-tools.j2",
+                json!({"dump_dir": "/var/crash", "makedump_args": makedump_args(&c.kdump.core_collector),
+                       "ssh_user": "netdump", "server_address": "198.19.0.10",
+                       "ssh_key": "/root/.ssh/netdump_kdump_id_ed25519"}),
+            )
+            .unwrap(),
+        );
+        let r = resources(&c, &facts("rhel"), &["ssh-ed25519 AAAA".into()], &t).unwrap();
+        let ids: Vec<String> = r.iter().map(|x| x.id()).collect();
+        assert!(ids.contains(&"file:/etc/kdump.conf".to_string()), "{ids:?}");
+        golden(
+            "kdump.conf.rhel",
+            &t.render(
+                "kdump.conf.j2",
+                json!({"dump_dir": "/var/crash", "core_collector": c.kdump.core_collector,
+                       "ssh_user": "netdump", "server_address": "198.19.0.10",
+                       "ssh_key": "/root/.ssh/kdump_id_rsa"}),
+            )
+            .unwrap(),
+        );
+    }
+
+    #[test]
+    fn makedump_args_drop_program_and_flatten_flag() {
+        assert_eq!(
+            makedump_args("makedumpfile -F -l --message-level 7 -d 31"),
+            "-l --message-level 7 -d 31"
+        );
+        assert_eq!(makedump_args("-c -d 31"), "-c -d 31");
+    }
+}
