@@ -20,6 +20,19 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "sshd-netdump.conf.j2",
         include_str!("../templates/sshd-netdump.conf.j2"),
     ),
+    (
+        "kdump-tools.j2",
+        include_str!("../templates/kdump-tools.j2"),
+    ),
+    ("kdump.conf.j2", include_str!("../templates/kdump.conf.j2")),
+    (
+        "netconsole.service.j2",
+        include_str!("../templates/netconsole.service.j2"),
+    ),
+    (
+        "netconsole.sh.j2",
+        include_str!("../templates/netconsole.sh.j2"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
