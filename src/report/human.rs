@@ -94,11 +94,11 @@ impl Reporter for HumanReporter {
                 if !summary.is_empty() {
                     text.push_str(&format!(" ({summary})"));
                 }
-                if self.show_diff {
-                    if let Some(d) = diff {
-                        text.push('\n');
-                        text.push_str(d);
-                    }
+                if self.show_diff
+                    && let Some(d) = diff
+                {
+                    text.push('\n');
+                    text.push_str(d);
                 }
                 self.print(&text);
             }
