@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 pub struct TempInv {
-    pub dir: tempfile::TempDir,
+    /// Keeps the directory alive for the test.
+    pub _dir: tempfile::TempDir,
     pub path: PathBuf,
 }
 
@@ -17,5 +18,5 @@ pub fn write_inventory(inventory: &str, files: &[(&str, &str)]) -> TempInv {
         std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap();
         std::fs::write(p, content).unwrap();
     }
-    TempInv { dir, path }
+    TempInv { _dir: dir, path }
 }
