@@ -410,10 +410,17 @@ fn parse(kind: Kind, v: &Value) -> Result<Parsed, String> {
             })
             .map(Parsed::S)
             .ok_or_else(|| format!("expected an absolute path without `..` or spaces, got {}", got())),
-        Kind::Mac => string()
-            .filter(|s| is_mac(s))
-            .map(Parsed::S)
-            .ok_or_else(|| format!("expected a MAC address like 52:54:00:12:34:56, got {}", got())),
+        Kind::Mac => match v {
+            // YAML 1.1 reads an unquoted MAC whose groups are all 00-59 as a base-60 integer.
+            Value::Number(_) => Err(format!(
+                "expected a MAC address, got the number {}: quote it (\"52:54:00:12:34:56\"), since YAML 1.1 reads an unquoted MAC as a base-60 integer",
+                got()
+            )),
+            _ => string()
+                .filter(|s| is_mac(s))
+                .map(Parsed::S)
+                .ok_or_else(|| format!("expected a MAC address like \"52:54:00:12:34:56\", got {}", got())),
+        },
         Kind::OneOf(choices) => string()
             .map(|s| s.to_ascii_lowercase())
             .filter(|s| choices.contains(&s.as_str()))

@@ -97,7 +97,7 @@ fn defaults() {
 #[test]
 fn values_are_read_with_yaml11_coercion() {
     let inv = with_server_vars(
-        "netdump_port: '7777', netdump_secure: no, netdump_space_check: off, netdump_receiver: Package, netdump_dump_dir: /srv/crash, netdump_legacy_key_types: no, netdump_uid: 1034",
+        "netdump_port: '7777', netdump_secure: no, netdump_space_check: 'off', netdump_receiver: Package, netdump_dump_dir: /srv/crash, netdump_legacy_key_types: no, netdump_uid: 1034",
     );
     let inv = inv.replace(
         "c2: {ansible_host: 198.18.0.12}",
@@ -201,6 +201,7 @@ fn every_type_error() {
         ("netdump_netdumpmacaddr: '52:54:00:12:34'", "MAC address"),
         ("netdump_netlogmacaddr: zz:54:00:12:34:56", "MAC address"),
         ("netdump_syslogmacaddr: 525400123456", "MAC address"),
+        ("netdump_netdumpmacaddr: 52:54:00:12:34:56", "quote it"),
         ("netdump_netdumpkeyexchange: ssh", "only `none`"),
         ("netdump_netlogaddr: '-oProxy'", "address or NONE"),
         ("netdump_syslogaddr: 'a b'", "host name or address"),

@@ -53,7 +53,7 @@ pub(super) fn load(path: &Path) -> Result<Inventory, InventoryError> {
 
 /// Parse a YAML document, apply merge keys, reject `!vault`, unwrap `!unsafe`.
 fn parse_yaml(file: &Path, text: &str) -> Result<Value, InventoryError> {
-    let mut doc: Value = yaml_serde::from_str(text).map_err(|e| {
+    let mut doc: Value = super::yaml11::from_str(text).map_err(|e| {
         let loc = e.location();
         InventoryError::Syntax {
             file: file.to_path_buf(),

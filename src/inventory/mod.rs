@@ -19,6 +19,7 @@ mod list;
 mod load;
 mod pattern;
 pub mod range;
+mod yaml11;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
