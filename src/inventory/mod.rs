@@ -11,8 +11,11 @@
 //!
 //! A later value replaces an earlier one outright (`hash_behaviour=replace`).
 //!
-//! Values are kept as `yaml_serde::Value` (YAML 1.2 core schema); use [`coerce`] where a typed
-//! value is expected, to accept YAML 1.1 spellings (`yes`, `on`, `0644`) as Ansible does.
+//! Values are `yaml_serde::Value`s, with plain scalars resolved by YAML 1.1 rules as PyYAML does
+//! for Ansible (`yes` is a boolean, `0644` is 420; see `yaml11.rs`). Quoted `'yes'` stays a
+//! string, so use [`coerce`] where a typed value is expected: it accepts what Ansible's
+//! `bool`/`int` filters accept. `!unsafe` values are plain values here; `!vault` values are
+//! rejected with an error. Duplicate keys are an error (Ansible only warns).
 
 pub mod coerce;
 mod list;

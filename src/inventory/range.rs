@@ -1,6 +1,10 @@
 //! Host name ranges (`node[01:64]`, `node[08:12:2]`, `rack-[a:f]`) and the `host:port` suffix,
 //! expanded the way Ansible's `expand_hostname_range` does.
 
+/// Most hosts one range pattern may expand to (a typo like `[1:1000000000]` must not exhaust
+/// memory).
+pub const MAX_EXPANSION: usize = 100_000;
+
 /// Expand every `[begin:end(:step)]` in `name`. Names without brackets come back unchanged.
 pub fn expand(name: &str) -> Result<Vec<String>, String> {
     let Some(open) = name.find('[') else {
@@ -68,12 +72,22 @@ pub fn expand(name: &str) -> Result<Vec<String>, String> {
         } else {
             0
         };
+        if (e - b) / step as u64 >= MAX_EXPANSION as u64 {
+            return Err(format!(
+                "host range [{inner}] in {name:?} gives more than {MAX_EXPANSION} hosts"
+            ));
+        }
         (b..=e)
             .step_by(step)
             .map(|n| format!("{n:0width$}"))
             .collect()
     };
     let tails = expand(tail)?;
+    if seq.len().saturating_mul(tails.len()) > MAX_EXPANSION {
+        return Err(format!(
+            "host range in {name:?} gives more than {MAX_EXPANSION} hosts"
+        ));
+    }
     let mut out = Vec::with_capacity(seq.len() * tails.len());
     for s in &seq {
         for t in &tails {
@@ -163,6 +177,8 @@ mod tests {
         assert!(expand("n[1]").is_err());
         assert!(expand("n[1:3").is_err());
         assert!(expand("n[1:3:0]").is_err());
+        assert!(expand("n[0:99999999999]").is_err());
+        assert!(expand("n[0:999]-[0:999]").is_err());
     }
 
     #[test]
