@@ -168,6 +168,7 @@ all:
     );
     assert_eq!(var(&i, "bmc", "ansible_port").as_u64(), Some(2222));
     assert_eq!(i.group_hosts("ungrouped"), ["lone"]);
+    assert_eq!(i.host("lone").unwrap().groups, ["all", "ungrouped"]);
     assert_eq!(i.select("ungrouped").unwrap(), ["lone"]);
 }
 

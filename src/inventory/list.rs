@@ -71,7 +71,10 @@ pub(super) fn to_list_json(inv: &Inventory) -> Json {
             entry.insert("children".into(), Json::from(g.children.clone()));
         }
         if g.name != "all" && !g.hosts.is_empty() {
-            entry.insert("hosts".into(), Json::from(g.hosts.clone()));
+            entry.insert(
+                "hosts".into(),
+                Json::from(g.hosts.iter().cloned().collect::<Vec<_>>()),
+            );
         }
         if !entry.is_empty() {
             out.insert(g.name.clone(), Json::Object(entry));

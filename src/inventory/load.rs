@@ -302,24 +302,19 @@ impl Builder {
         };
         for (k, hv) in m {
             let raw = self.key_name(&k, Some(group), "host name")?;
-            let line = self.line_of(Some(group), &raw);
-            let (pattern, port) =
-                range::split_port(&raw).map_err(|message| InventoryError::Range {
-                    file: self.file.clone(),
-                    line,
-                    message,
-                })?;
-            let names = range::expand(&pattern).map_err(|message| InventoryError::Range {
+            let range_err = |message| InventoryError::Range {
                 file: self.file.clone(),
-                line,
+                line: self.line_of(Some(group), &raw),
                 message,
-            })?;
+            };
+            let (pattern, port) = range::split_port(&raw).map_err(range_err)?;
+            let names = range::expand(&pattern).map_err(range_err)?;
             let vars = match hv {
                 Value::Null => Mapping::new(),
                 Value::Mapping(m) => m,
                 other => {
                     return Err(self.shape(
-                        line,
+                        self.line_of(Some(group), &raw),
                         format!(
                             "group `{group}`: host `{raw}` must be followed by nothing or a mapping of host variables, got {}",
                             coerce::describe(&other)
@@ -343,9 +338,7 @@ impl Builder {
                     entry.insert(key, (vv.clone(), src.clone()));
                 }
                 let g = &mut self.groups[group];
-                if !g.hosts.contains(&name) {
-                    g.hosts.push(name);
-                }
+                g.hosts.insert(name);
             }
         }
         Ok(())
@@ -550,8 +543,10 @@ impl Builder {
         {
             let ug = &mut self.groups["ungrouped"];
             for h in ungrouped {
-                if !ug.hosts.contains(&h) {
-                    ug.hosts.push(h.clone());
+                ug.hosts.insert(h.clone());
+                if let Some(d) = direct.get_mut(&h) {
+                    d.retain(|g| g != "all" && g != "ungrouped");
+                    d.push("ungrouped".into());
                 }
             }
         }
@@ -562,12 +557,7 @@ impl Builder {
         for h in host_names {
             // All groups including ancestors.
             let mut seen: HashSet<String> = HashSet::new();
-            let mut todo: Vec<String> = self
-                .groups
-                .values()
-                .filter(|g| g.hosts.contains(&h))
-                .map(|g| g.name.clone())
-                .collect();
+            let mut todo: Vec<String> = direct.get(&h).cloned().unwrap_or_default();
             todo.push("all".into());
             while let Some(g) = todo.pop() {
                 if seen.insert(g.clone()) {

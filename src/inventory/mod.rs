@@ -27,7 +27,7 @@ mod yaml11;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 use yaml_serde::Value;
 
 use crate::settings::Origin;
@@ -116,7 +116,7 @@ pub(crate) struct VarSource {
 pub(crate) struct Group {
     pub name: String,
     /// Hosts listed directly under this group, in order.
-    pub hosts: Vec<String>,
+    pub hosts: IndexSet<String>,
     pub children: Vec<String>,
     pub parents: Vec<String>,
     /// Vars written in the inventory file.

@@ -3,6 +3,10 @@
 //! applied first, then intersections, then exclusions; a pattern of only `&`/`!` terms starts
 //! from `all`. Regex terms (`~...`) are not supported and give an error.
 
+use std::collections::HashSet;
+
+use indexmap::IndexSet;
+
 use super::{Inventory, InventoryError, coerce};
 
 pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>, InventoryError> {
@@ -32,23 +36,19 @@ pub(super) fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>, Inve
     if plain.is_empty() {
         plain.push("all");
     }
-    let mut hosts: Vec<String> = Vec::new();
+    let mut hosts: IndexSet<String> = IndexSet::new();
     for t in plain {
-        for h in term_hosts(inv, t).map_err(&err)? {
-            if !hosts.contains(&h) {
-                hosts.push(h);
-            }
-        }
+        hosts.extend(term_hosts(inv, t).map_err(&err)?);
     }
     for t in inter {
-        let set = term_hosts(inv, t).map_err(&err)?;
+        let set: HashSet<String> = term_hosts(inv, t).map_err(&err)?.into_iter().collect();
         hosts.retain(|h| set.contains(h));
     }
     for t in excl {
-        let set = term_hosts(inv, t).map_err(&err)?;
+        let set: HashSet<String> = term_hosts(inv, t).map_err(&err)?.into_iter().collect();
         hosts.retain(|h| !set.contains(h));
     }
-    Ok(hosts)
+    Ok(hosts.into_iter().collect())
 }
 
 /// Split on `,` always and on `:` unless the pattern looks like an IPv6 address.
@@ -83,22 +83,14 @@ fn term_hosts(inv: &Inventory, term: &str) -> Result<Vec<String>, String> {
         return Ok(vec![term.to_string()]);
     }
     if term.contains(['*', '?', '[']) {
-        let mut out: Vec<String> = Vec::new();
-        for g in inv.groups.keys().filter(|g| glob(term, g)) {
-            for h in inv.group_hosts(g) {
-                if !out.contains(&h) {
-                    out.push(h);
-                }
-            }
-        }
-        for h in inv.hosts.keys().filter(|h| glob(term, h)) {
-            if !out.contains(h) {
-                out.push(h.clone());
-            }
-        }
-        // Keep inventory order.
-        let order: Vec<&String> = inv.hosts.keys().collect();
-        out.sort_by_key(|h| order.iter().position(|o| *o == h));
+        let groups: Vec<&String> = inv.groups.keys().filter(|g| glob(term, g)).collect();
+        // Matching hosts and members of matching groups, in inventory order.
+        let out = inv
+            .hosts
+            .values()
+            .filter(|h| glob(term, &h.name) || h.groups.iter().any(|g| groups.contains(&g)))
+            .map(|h| h.name.clone())
+            .collect();
         return Ok(out);
     }
     let names = inv
