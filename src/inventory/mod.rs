@@ -1,1 +1,295 @@
-//! Ansible-compatible YAML inventory (owned by the inventory work; see issue 2).
+//! Ansible-compatible YAML inventory (issue 2).
+//!
+//! [`Inventory::load`] reads an `ansible.builtin.yaml` inventory plus the `group_vars/` and
+//! `host_vars/` next to it, and flattens variables per host with Ansible's precedence:
+//!
+//! 1. group vars written in the inventory file, groups ordered by (depth, `ansible_group_priority`,
+//!    name): `all` first, parents before children, same depth in ASCII name order;
+//! 2. `group_vars/all`, then `group_vars/<group>` in the same group order;
+//! 3. host vars written in the inventory file (later mentions replace earlier ones);
+//! 4. `host_vars/<host>`.
+//!
+//! A later value replaces an earlier one outright (`hash_behaviour=replace`).
+//!
+//! Values are `yaml_serde::Value`s, with plain scalars resolved by YAML 1.1 rules as PyYAML does
+//! for Ansible (`yes` is a boolean, `0644` is 420; see `yaml11.rs`). Quoted `'yes'` stays a
+//! string, so use [`coerce`] where a typed value is expected: it accepts what Ansible's
+//! `bool`/`int` filters accept. `!unsafe` values are plain values here; `!vault` values are
+//! rejected with an error. Duplicate keys are an error (Ansible only warns).
+
+pub mod coerce;
+mod list;
+mod load;
+mod pattern;
+pub mod range;
+mod yaml11;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::{IndexMap, IndexSet};
+use yaml_serde::Value;
+
+use crate::settings::Origin;
+use crate::ssh::Target;
+
+/// A host with its flattened variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// Inventory name (`inventory_hostname`).
+    pub name: String,
+    /// Effective variables after precedence and `group_vars`/`host_vars`.
+    pub vars: IndexMap<String, Value>,
+    /// Every group the host belongs to, ancestors and `all` included, in merge order.
+    pub groups: Vec<String>,
+}
+
+/// Errors while loading an inventory or evaluating a host pattern. Each names the file (and line
+/// where one is known) and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("{}: cannot read inventory: {source} (check the path given with -i)", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: YAML syntax error: {message}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}:{}: {message}", file.display(), fmt_line(*line))]
+    Shape {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error(
+        "{}:{}: `!vault` encrypted value for `{key}` is not supported; decrypt it (ansible-vault decrypt) or pass secrets with --password-file / NETDUMP_PASSWORD",
+        file.display(), fmt_line(*line)
+    )]
+    Vault {
+        file: PathBuf,
+        line: Option<usize>,
+        key: String,
+    },
+    #[error(
+        "{}:{}: group cycle in `children`: {}; a group must not be its own ancestor, remove one of these `children` entries",
+        file.display(), fmt_line(*line), path.join(" -> ")
+    )]
+    Cycle {
+        file: PathBuf,
+        line: Option<usize>,
+        path: Vec<String>,
+    },
+    #[error("{}:{}: bad host range: {message}", file.display(), fmt_line(*line))]
+    Range {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("{}: host pattern {pattern:?}: {message}", file.display())]
+    Pattern {
+        file: PathBuf,
+        pattern: String,
+        message: String,
+    },
+}
+
+fn fmt_line(line: Option<usize>) -> String {
+    line.map_or_else(|| "?".to_string(), |l| l.to_string())
+}
+
+/// Where one raw variable definition came from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VarSource {
+    pub file: PathBuf,
+    /// Name of the host or group under which the key was written in `file` (`None` for
+    /// `group_vars`/`host_vars` files, whose keys are top level).
+    pub anchor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Group {
+    pub name: String,
+    /// Hosts listed directly under this group, in order.
+    pub hosts: IndexSet<String>,
+    pub children: Vec<String>,
+    pub parents: Vec<String>,
+    /// Vars written in the inventory file.
+    pub vars: IndexMap<String, (Value, VarSource)>,
+    /// Vars from `group_vars/`.
+    pub file_vars: IndexMap<String, (Value, VarSource)>,
+    pub priority: i64,
+    pub depth: usize,
+}
+
+/// A loaded inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    source: PathBuf,
+    hosts: IndexMap<String, Host>,
+    /// Per host: effective vars with `!unsafe` tags kept (for `--list` output).
+    raw_vars: HashMap<String, IndexMap<String, Value>>,
+    groups: IndexMap<String, Group>,
+    /// Per host: where each effective variable was defined.
+    origins: HashMap<String, IndexMap<String, VarSource>>,
+    /// File contents, for best-effort line lookup.
+    texts: HashMap<PathBuf, String>,
+}
+
+impl Inventory {
+    /// Load an Ansible YAML inventory file and the `group_vars/`/`host_vars/` beside it.
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        load::load(path)
+    }
+
+    /// The inventory file this was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Every host, in inventory order (order of first mention).
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.values()
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.get(name)
+    }
+
+    /// Names of all groups, `all` and `ungrouped` included, in order of first mention.
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(String::as_str)
+    }
+
+    /// Hosts of `group` and of all its descendants, in inventory order. Empty for an unknown
+    /// group.
+    pub fn group_hosts(&self, group: &str) -> Vec<String> {
+        if !self.groups.contains_key(group) {
+            return Vec::new();
+        }
+        self.hosts
+            .values()
+            .filter(|h| h.groups.iter().any(|g| g == group))
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    /// Evaluate an Ansible host pattern (see [`pattern`](self::pattern)).
+    pub fn select(&self, pattern: &str) -> Result<Vec<String>, InventoryError> {
+        pattern::select(self, pattern)
+    }
+
+    /// The inventory as `ansible-inventory -i FILE --list` prints it.
+    pub fn to_list_json(&self) -> serde_json::Value {
+        list::to_list_json(self)
+    }
+
+    /// File and (best effort) line where `host`'s effective value of `var` was defined. For an
+    /// unknown host or variable, the inventory file without a line.
+    pub fn origin(&self, host: &str, var: &str) -> Origin {
+        match self.origins.get(host).and_then(|m| m.get(var)) {
+            Some(src) => Origin {
+                file: src.file.clone(),
+                line: self.find_line(src, var),
+            },
+            None => Origin {
+                file: self.source.clone(),
+                line: None,
+            },
+        }
+    }
+
+    pub(crate) fn find_line(&self, src: &VarSource, key: &str) -> Option<usize> {
+        let text = self.texts.get(&src.file)?;
+        load::find_key_line(text, src.anchor.as_deref(), key)
+    }
+
+    /// How to reach `host` over ssh. Connection variables that do not parse fall back to their
+    /// defaults here; [`crate::settings::resolve`] reports them as errors.
+    pub fn target(&self, host: &str) -> Target {
+        self.try_target(host).unwrap_or_else(|_| Target {
+            name: host.to_string(),
+            address: self
+                .host(host)
+                .and_then(|h| h.vars.get("ansible_host"))
+                .and_then(coerce::as_string)
+                .unwrap_or_else(|| host.to_string()),
+            port: 22,
+            user: None,
+            private_key_file: None,
+            become_: false,
+            ssh_common_args: Vec::new(),
+        })
+    }
+
+    /// Like [`Inventory::target`], but a connection variable of the wrong type is an error
+    /// `(variable, message)`.
+    pub fn try_target(&self, host: &str) -> Result<Target, (String, String)> {
+        let empty = IndexMap::new();
+        let vars = self.host(host).map_or(&empty, |h| &h.vars);
+        let get = |names: &[&'static str]| -> Option<(&'static str, &Value)> {
+            names.iter().find_map(|n| vars.get(*n).map(|v| (*n, v)))
+        };
+        let string = |names: &[&'static str]| -> Result<Option<String>, (String, String)> {
+            match get(names) {
+                None | Some((_, Value::Null)) => Ok(None),
+                Some((n, v)) => coerce::as_string(v).map(Some).ok_or_else(|| {
+                    (
+                        n.to_string(),
+                        format!("expected a string, got {}", coerce::describe(v)),
+                    )
+                }),
+            }
+        };
+        let address =
+            string(&["ansible_host", "ansible_ssh_host"])?.unwrap_or_else(|| host.to_string());
+        let port = match get(&["ansible_port", "ansible_ssh_port"]) {
+            None | Some((_, Value::Null)) => 22,
+            Some((n, v)) => coerce::as_u16(v).filter(|p| *p > 0).ok_or_else(|| {
+                (
+                    n.to_string(),
+                    format!("expected an integer 1-65535, got {}", coerce::describe(v)),
+                )
+            })?,
+        };
+        let user = string(&["ansible_user", "ansible_ssh_user"])?;
+        let private_key_file =
+            string(&["ansible_ssh_private_key_file", "ansible_private_key_file"])?
+                .map(PathBuf::from);
+        let become_ = match get(&["ansible_become"]) {
+            None | Some((_, Value::Null)) => false,
+            Some((n, v)) => coerce::as_bool(v).ok_or_else(|| {
+                (
+                    n.to_string(),
+                    format!(
+                        "expected a boolean (yes/no/true/false), got {}",
+                        coerce::describe(v)
+                    ),
+                )
+            })?,
+        };
+        let ssh_common_args = match string(&["ansible_ssh_common_args"])? {
+            None => Vec::new(),
+            Some(s) => coerce::shell_split(&s).map_err(|e| {
+                (
+                    "ansible_ssh_common_args".to_string(),
+                    format!("cannot split shell-style: {e}"),
+                )
+            })?,
+        };
+        Ok(Target {
+            name: host.to_string(),
+            address,
+            port,
+            user,
+            private_key_file,
+            become_,
+            ssh_common_args,
+        })
+    }
+}
