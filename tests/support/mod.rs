@@ -1,4 +1,9 @@
-//! Helpers for inventory tests: write an inventory (and vars files) into a temp dir.
+//! Shared test fixtures. Every integration test binary compiles all of them and uses a part.
+#![allow(dead_code)]
+
+pub mod nshost;
+
+// Inventory tests: write an inventory (and vars files) into a temp dir.
 
 use std::path::{Path, PathBuf};
 
