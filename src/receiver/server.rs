@@ -329,12 +329,11 @@ impl Server {
     ) -> bool {
         let mut actions = std::mem::take(&mut self.actions);
         actions.clear();
-        match self.clients.get_mut(&ip) {
-            Some(c) if c.generation == generation => match c.session.as_mut() {
-                Some(s) => s.handle_into(input, now, &mut actions),
-                None => {}
-            },
-            _ => {}
+        if let Some(c) = self.clients.get_mut(&ip)
+            && c.generation == generation
+            && let Some(s) = c.session.as_mut()
+        {
+            s.handle_into(input, now, &mut actions);
         }
         let restart = self.perform(ip, &mut actions).await;
         self.actions = actions;

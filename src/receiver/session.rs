@@ -481,11 +481,9 @@ impl Session {
                 ref mut answered,
                 ref mut last_activity,
                 ..
-            } => {
-                if r.code == code::SHOW_STATE {
-                    *answered = true;
-                    *last_activity = now;
-                }
+            } if r.code == code::SHOW_STATE => {
+                *answered = true;
+                *last_activity = now;
             }
             _ => {}
         }

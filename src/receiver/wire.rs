@@ -409,3 +409,45 @@ mod tests {
         assert_eq!(regs_block(&p), &[1, 2, 3]);
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic_and_classify_is_total(b in proptest::collection::vec(any::<u8>(), 0..1600)) {
+            let _ = Request::decode(&b);
+            if let Ok(r) = Reply::decode(&b) {
+                prop_assert_eq!(r.encode(), b.clone());
+                let _ = StartInfo::parse(&r);
+            }
+            match classify(&b) {
+                Datagram::Netdump(r) => prop_assert!(r.code != code::LOG && r.payload.len() <= MAX_PAYLOAD),
+                Datagram::NetLog { text, .. } => prop_assert!(!text.is_empty()),
+                Datagram::Console(t) => prop_assert_eq!(t, &b[..]),
+            }
+            let _ = regs_block(&b);
+            let _ = parse_hex_u64(&b);
+        }
+
+        #[test]
+        fn request_round_trips(m in any::<u64>(), nr in any::<u32>(), c in any::<u32>(), f in any::<u32>(), t in any::<u32>()) {
+            let r = Request { magic: m, nr, command: c, from: f, to: t };
+            prop_assert_eq!(Request::decode(&r.encode()).unwrap(), r);
+        }
+
+        #[test]
+        fn start_text_fields_parse(task in any::<u64>(), po in any::<u64>(), magic in any::<u64>(), m in 1u32..200) {
+            let text = format!("task_struct:0x{task:x} page_offset:0x{po:x} netdump_magic:0x{magic:x}\n");
+            let b = Reply { version: 5, nr: m, code: code::START_NETDUMP, info: 5, payload: text.as_bytes() }.encode();
+            let Datagram::Netdump(r) = classify(&b) else { panic!("not netdump") };
+            let s = StartInfo::parse(&r);
+            prop_assert_eq!(s.task_struct, Some(task));
+            prop_assert_eq!(s.page_offset, Some(po));
+            prop_assert_eq!(s.magic, Some(magic));
+            prop_assert_eq!(s.machine as u32, m);
+        }
+    }
+}
