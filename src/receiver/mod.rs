@@ -1,3 +1,66 @@
 //! The embedded dump receiver (`provision receiver`): netdump UDP protocol and netconsole logs.
 
+pub mod config;
 pub mod events;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod vmcore;
+pub mod wire;
+
+pub use config::{ReceiverArgs, ReceiverConfig};
+
+/// Runs the receiver in the foreground until SIGTERM or SIGINT.
+pub async fn run(args: ReceiverArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let cfg = ReceiverConfig::resolve(&args)?;
+    let user = cfg.user.clone();
+    let server = server::Server::bind(cfg).await?;
+    if let Some(name) = user {
+        drop_privileges(&name)?;
+    }
+    server.run(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install SIGTERM/SIGINT handlers; stop the receiver with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// When running as root, switches to `name` (groups, gid, then uid). Not root: nothing to do.
+pub fn drop_privileges(name: &str) -> anyhow::Result<()> {
+    use nix::unistd::{Uid, User, setgid, setgroups, setuid};
+    if !Uid::effective().is_root() {
+        tracing::debug!("not root; ignoring --user {name}");
+        return Ok(());
+    }
+    let user = User::from_name(name)
+        .map_err(|e| anyhow::anyhow!("cannot look up user {name}: {e}"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!("--user {name}: no such user (create it, e.g. `useradd -r netdump`)")
+        })?;
+    setgroups(&[user.gid]).map_err(|e| anyhow::anyhow!("setgroups for {name}: {e}"))?;
+    setgid(user.gid).map_err(|e| anyhow::anyhow!("setgid {} for {name}: {e}", user.gid))?;
+    setuid(user.uid).map_err(|e| anyhow::anyhow!("setuid {} for {name}: {e}", user.uid))?;
+    tracing::info!(
+        "running as user {name} (uid {}, gid {})",
+        user.uid,
+        user.gid
+    );
+    Ok(())
+}

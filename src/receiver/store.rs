@@ -1,0 +1,429 @@
+//! Everything the receiver puts on disk, all under the dump dir (reference §5.2–§5.5):
+//! per-crash directories `<ip>-<YYYY-MM-DD-HH:MM:SS>` (0700) with `log` and
+//! `vmcore-incomplete` (0600, renamed to `vmcore`), magic files, hook scripts, free-space checks.
+//! Paths are built only from the socket's IPv4 address and the clock, never from packet bytes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::vmcore::CoreHeader;
+
+pub const LOG_FILE: &str = "log";
+pub const VMCORE_INCOMPLETE: &str = "vmcore-incomplete";
+pub const VMCORE: &str = "vmcore";
+pub const HOOKS: [&str; 4] = [
+    "netdump-start",
+    "netdump-crash",
+    "netdump-nospace",
+    "netdump-reboot",
+];
+
+/// Directory name for a crash of `ip` at local time `t`.
+pub fn crash_dir_name(ip: Ipv4Addr, t: chrono::DateTime<chrono::Local>) -> String {
+    format!("{ip}-{}", t.format("%Y-%m-%d-%H:%M:%S"))
+}
+
+/// Creates `<root>/<ip>-<time>` with mode 0700; appends `.1`, `.2`, … if it already exists.
+pub fn create_crash_dir(root: &Path, ip: Ipv4Addr) -> io::Result<PathBuf> {
+    let base = crash_dir_name(ip, chrono::Local::now());
+    for n in 0..1000 {
+        let name = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}.{n}")
+        };
+        let p = root.join(name);
+        match fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "Error making crashdump directory {}: {e} (check that the dump dir exists \
+                         and is writable by the receiver's user)",
+                        p.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Err(io::Error::other(format!(
+        "too many crash directories named {base}.* under {}",
+        root.display()
+    )))
+}
+
+/// Parses a magic file leniently: whitespace ignored; `0x` prefixes allowed; either one hex
+/// u64 (`$MAGIC2$MAGIC1`, high word first) or two `0x`-prefixed 32-bit words (high, low).
+pub fn parse_magic(text: &str) -> Option<u64> {
+    let s: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let lower = s.to_ascii_lowercase();
+    let parts: Vec<&str> = lower.split("0x").filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        [one] if lower.matches("0x").count() <= 1 => {
+            if one.len() > 16 {
+                return None;
+            }
+            u64::from_str_radix(one, 16).ok()
+        }
+        [hi, lo] => {
+            let hi = u32::from_str_radix(hi, 16).ok()?;
+            let lo = u32::from_str_radix(lo, 16).ok()?;
+            Some(((hi as u64) << 32) | lo as u64)
+        }
+        _ => None,
+    }
+}
+
+/// Reads `<root>/magic/<ip>`; `None` if missing, unreadable or unparsable.
+pub fn read_magic(root: &Path, ip: Ipv4Addr) -> Option<u64> {
+    let p = root.join("magic").join(ip.to_string());
+    match fs::read_to_string(&p) {
+        Ok(t) => {
+            let m = parse_magic(&t);
+            if m.is_none() {
+                tracing::warn!(
+                    "magic file {} is not hex (expected 16 hex digits); treating it as missing",
+                    p.display()
+                );
+            }
+            m
+        }
+        Err(_) => None,
+    }
+}
+
+/// Bytes available to an unprivileged writer on the file system holding `path`.
+pub fn free_space(path: &Path) -> io::Result<u64> {
+    let st = nix::sys::statfs::statfs(path).map_err(io::Error::from)?;
+    Ok(st.blocks_available().saturating_mul(st.block_size() as u64))
+}
+
+/// Path of a hook script, if it exists.
+pub fn hook_path(root: &Path, name: &str) -> Option<PathBuf> {
+    if !HOOKS.contains(&name) {
+        return None;
+    }
+    let p = root.join("scripts").join(name);
+    p.is_file().then_some(p)
+}
+
+/// Starts a hook script with `args` (cwd = dump dir, stdin/stdout null). Returns `None` if the
+/// script does not exist. The child is killed if it is still running after `limit`.
+pub fn spawn_hook(
+    root: &Path,
+    name: &str,
+    args: &[String],
+    limit: Duration,
+) -> Option<std::thread::JoinHandle<()>> {
+    let path = hook_path(root, name)?;
+    let child = Command::new(&path)
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                "hook {} {:?} failed to execute: {e} (make it executable: chmod 0755)",
+                path.display(),
+                args
+            );
+            return None;
+        }
+    };
+    let args = args.to_vec();
+    Some(std::thread::spawn(move || {
+        let until = Instant::now() + limit;
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    if !st.success() {
+                        tracing::warn!("hook {} {:?} exited with {st}", path.display(), args);
+                    }
+                    return;
+                }
+                Ok(None) if Instant::now() >= until => {
+                    tracing::warn!(
+                        "hook {} {:?} still running after {:?}; killing it",
+                        path.display(),
+                        args,
+                        limit
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    tracing::warn!("hook {}: wait failed: {e}", path.display());
+                    return;
+                }
+            }
+        }
+    }))
+}
+
+/// Space check before the memory phase: enough room for `need` bytes under `root`? If not, the
+/// `netdump-nospace` hook gets one chance (waited for, bounded by `limit`), then re-check.
+pub fn check_space(root: &Path, ip: Ipv4Addr, dir: &Path, need: u64, limit: Duration) -> bool {
+    let avail = free_space(root).unwrap_or(0);
+    if avail >= need {
+        return true;
+    }
+    tracing::warn!(
+        "netdump client {ip}: not enough space in {}: avail = {avail}, need = {need}; running \
+         netdump-nospace",
+        root.display()
+    );
+    if let Some(h) = spawn_hook(
+        root,
+        "netdump-nospace",
+        &[ip.to_string(), dir.display().to_string()],
+        limit,
+    ) {
+        let _ = h.join();
+    }
+    let avail = free_space(root).unwrap_or(0);
+    if avail < need {
+        tracing::warn!(
+            "No space for dump image, even after calling netdump-nospace: avail = {avail}, need = \
+             {need} (free space in {} or run with --no-space-check)",
+            root.display()
+        );
+    }
+    avail >= need
+}
+
+fn open_private(path: &Path, append: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true).mode(0o600);
+    if append {
+        o.append(true);
+    } else {
+        o.read(true).write(true).truncate(true);
+    }
+    o.open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))
+}
+
+/// Appends console text to `<dir>/log`.
+pub struct LogFile {
+    file: File,
+}
+
+impl LogFile {
+    pub fn open(dir: &Path) -> io::Result<LogFile> {
+        Ok(LogFile {
+            file: open_private(&dir.join(LOG_FILE), true)?,
+        })
+    }
+    pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)
+    }
+}
+
+/// Drops netlog frames already written (exact duplicates of an `(offset, length)` seen among
+/// the last 1024 frames); everything else is written in arrival order.
+#[derive(Debug, Clone, Default)]
+pub struct LogCursor {
+    seen: std::collections::VecDeque<(u32, u32)>,
+    set: std::collections::HashSet<(u32, u32)>,
+}
+
+impl LogCursor {
+    const KEEP: usize = 1024;
+
+    /// True if the frame is new (and remembers it).
+    pub fn fresh(&mut self, offset: u32, len: usize) -> bool {
+        let key = (offset, len as u32);
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.seen.push_back(key);
+        if self.seen.len() > Self::KEEP
+            && let Some(old) = self.seen.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+
+    /// Forget everything (the client rebooted: its stream starts again at 0).
+    pub fn reset(&mut self) {
+        self.seen.clear();
+        self.set.clear();
+    }
+}
+
+/// `vmcore-incomplete` being filled: pages are gathered into contiguous runs and written with
+/// one `pwrite` per run.
+pub struct DumpFile {
+    dir: PathBuf,
+    file: File,
+    header: CoreHeader,
+    run: Vec<u8>,
+    run_start: u64,
+    run_cap: usize,
+}
+
+impl DumpFile {
+    pub fn create(dir: &Path, header: CoreHeader) -> io::Result<DumpFile> {
+        let file = open_private(&dir.join(VMCORE_INCOMPLETE), false)?;
+        file.write_all_at(&header.bytes, 0)?;
+        Ok(DumpFile {
+            dir: dir.to_path_buf(),
+            file,
+            header,
+            run: Vec::with_capacity(1 << 20),
+            run_start: 0,
+            run_cap: 1 << 20,
+        })
+    }
+
+    pub fn write_page(&mut self, pfn: u32, data: &[u8]) -> io::Result<()> {
+        let off = self.header.page_offset_in_file(pfn);
+        if !self.run.is_empty()
+            && (off != self.run_start + self.run.len() as u64
+                || self.run.len() + data.len() > self.run_cap)
+        {
+            self.flush()?;
+        }
+        if self.run.is_empty() {
+            self.run_start = off;
+        }
+        self.run.extend_from_slice(data);
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.run.is_empty() {
+            self.file.write_all_at(&self.run, self.run_start)?;
+            self.run.clear();
+        }
+        Ok(())
+    }
+
+    /// Flushes, extends the file to its full length (holes read as zeros), and renames it to
+    /// `vmcore` if `complete`. Returns the final path.
+    pub fn finish(mut self, complete: bool) -> io::Result<PathBuf> {
+        self.flush()?;
+        self.file.set_len(self.header.file_len)?;
+        self.file.sync_all()?;
+        let from = self.dir.join(VMCORE_INCOMPLETE);
+        if complete {
+            let to = self.dir.join(VMCORE);
+            fs::rename(&from, &to)?;
+            Ok(to)
+        } else {
+            Ok(from)
+        }
+    }
+}
+
+impl Drop for DumpFile {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_files_parse_leniently() {
+        assert_eq!(parse_magic("1234abcd5678ef00\n"), Some(0x1234abcd5678ef00));
+        assert_eq!(
+            parse_magic("  0x1234ABCD5678EF00 "),
+            Some(0x1234abcd5678ef00)
+        );
+        assert_eq!(
+            parse_magic("0x1234abcd0x5678ef00"),
+            Some(0x1234abcd5678ef00)
+        );
+        assert_eq!(
+            parse_magic("0x11111111 0x11111111"),
+            Some(0x1111111111111111)
+        );
+        assert_eq!(parse_magic(""), None);
+        assert_eq!(parse_magic("zz"), None);
+        assert_eq!(parse_magic("1234abcd5678ef0011"), None);
+    }
+
+    #[test]
+    fn crash_dirs_are_private_and_unique() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let ip = Ipv4Addr::new(198, 18, 0, 7);
+        let a = create_crash_dir(t.path(), ip).unwrap();
+        let b = create_crash_dir(t.path(), ip).unwrap();
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.starts_with("198.18.0.7-"), "{name}");
+        assert_eq!(name.len(), "198.18.0.7-".len() + 19);
+        assert_eq!(
+            fs::metadata(&a).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+
+    #[test]
+    fn log_cursor_drops_exact_duplicates_only() {
+        let mut c = LogCursor::default();
+        assert!(c.fresh(0, 6));
+        assert!(!c.fresh(0, 6));
+        assert!(c.fresh(20, 4));
+        assert!(c.fresh(6, 14)); // late but new
+        assert!(!c.fresh(20, 4));
+        c.reset();
+        assert!(c.fresh(0, 6));
+        for i in 1..2000 {
+            assert!(c.fresh(i * 10, 10));
+        }
+        assert!(c.fresh(0, 6)); // forgotten after 1024 frames
+    }
+
+    #[test]
+    fn dump_file_writes_runs_and_renames() {
+        let t = tempfile::tempdir().unwrap();
+        let h = super::super::vmcore::build(&super::super::vmcore::CoreParams {
+            machine: 62,
+            page_size: 4096,
+            nr_pages: 8,
+            page_offset: 0,
+            task_struct: 0,
+            regs: vec![],
+        });
+        let off = h.data_offset;
+        let len = h.file_len;
+        let mut d = DumpFile::create(t.path(), h).unwrap();
+        d.write_page(1, &[1u8; 4096]).unwrap();
+        d.write_page(2, &[2u8; 4096]).unwrap();
+        d.write_page(5, &[5u8; 4096]).unwrap();
+        let p = d.finish(true).unwrap();
+        let b = fs::read(&p).unwrap();
+        assert_eq!(b.len() as u64, len);
+        assert!(b[off as usize..off as usize + 4096].iter().all(|&x| x == 0));
+        assert!(
+            b[off as usize + 4096..off as usize + 8192]
+                .iter()
+                .all(|&x| x == 1)
+        );
+        assert!(
+            b[off as usize + 5 * 4096..off as usize + 6 * 4096]
+                .iter()
+                .all(|&x| x == 5)
+        );
+        assert!(!t.path().join(VMCORE_INCOMPLETE).exists());
+    }
+}
