@@ -546,7 +546,7 @@ impl Stream {
         let oldest = self
             .partials
             .iter()
-            .min_by_key(|(_, p)| p.first)
+            .min_by_key(|(s, p)| (p.first, **s))
             .map(|(&s, _)| s);
         if let Some(seq) = oldest {
             self.finish_partial(seq, now, limits, out);

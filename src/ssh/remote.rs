@@ -104,20 +104,14 @@ pub enum SshError {
         known_hosts: String,
     },
     #[error("{host}: step '{step}' timed out after {secs}s; the host may be overloaded or hung")]
-    Timeout {
-        host: String,
-        step: String,
-        secs: u64,
-    },
+    Timeout { host: String, step: String, secs: u64 },
     #[error("{host}: connection lost during step '{step}': {reason}")]
     Disconnected {
         host: String,
         step: String,
         reason: String,
     },
-    #[error(
-        "{host}: step '{step}': privilege escalation failed: {reason}. Allow passwordless sudo for {user} (sudo -n) or connect as root"
-    )]
+    #[error("{host}: step '{step}': privilege escalation failed: {reason}. Allow passwordless sudo for {user} (sudo -n) or connect as root")]
     Become {
         host: String,
         step: String,
