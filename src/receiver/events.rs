@@ -30,12 +30,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn now(
-        event: EventKind,
-        host: impl Into<String>,
-        dir: &Path,
-        detail: Option<String>,
-    ) -> Self {
+    pub fn now(event: EventKind, host: impl Into<String>, dir: &Path, detail: Option<String>) -> Self {
         Event {
             event,
             host: host.into(),
@@ -92,13 +87,8 @@ mod tests {
         let log = EventLog::new(dir.path());
         let e = Event::now(EventKind::Crash, "198.18.0.2", &dir.path().join("x"), None);
         log.append(&e).unwrap();
-        log.append(&Event::now(
-            EventKind::DumpComplete,
-            "198.18.0.2",
-            dir.path(),
-            Some("ok".into()),
-        ))
-        .unwrap();
+        log.append(&Event::now(EventKind::DumpComplete, "198.18.0.2", dir.path(), Some("ok".into())))
+            .unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
         let parsed = EventLog::parse(&format!("{text}garbage\n"));
         assert_eq!(parsed.len(), 2);
