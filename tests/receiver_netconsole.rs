@@ -113,13 +113,11 @@ async fn kernel_shaped_datagrams_end_up_in_logs_and_crash_record() {
     dgrams.push(ext(403, 90_000_300, 6, "first of a swapped pair", 3));
     dgrams.push(ext(403, 90_000_300, 6, "first of a swapped pair", 3));
     // msgid 5 and 6 never sent (seq 405, 406): two lost.
-    let mut seq = 407;
-    let mut msgid = 7;
     for (i, line) in crash_block().into_iter().enumerate() {
         let level = if i < 2 { 0 } else { 4 };
+        let seq = 407 + i as u64;
+        let msgid = 7 + i as u32;
         dgrams.push(ext(seq, 95_000_000 + seq, level, line, msgid));
-        seq += 1;
-        msgid += 1;
     }
     for d in &dgrams {
         a.send_to(d, to).unwrap();
