@@ -1,7 +1,9 @@
 //! The embedded dump receiver (`provision receiver`): netdump UDP protocol and netconsole logs.
 
 pub mod config;
+pub mod console;
 pub mod events;
+pub mod netconsole;
 pub mod server;
 pub mod session;
 pub mod store;
