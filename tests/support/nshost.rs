@@ -186,7 +186,8 @@ fn kill_netns_processes(inodes: &[u64], spare: &[u32]) {
     }
 }
 
-/// Removes the network namespaces of one slot (and everything running in them) and its bridge.
+/// Removes the network namespaces of one slot (and everything running in them), the root-side
+/// veths (deleted explicitly: a namespace's own devices go away asynchronously) and its bridge.
 fn teardown_slot_network(slot: u32) {
     let prefix = format!("ndp{slot}h");
     let names: Vec<String> = list_netns()
@@ -201,6 +202,21 @@ fn teardown_slot_network(slot: u32) {
         .filter_map(|n| netns_inode(&Path::new("/run/netns").join(n)))
         .collect();
     kill_netns_processes(&inodes, &[]);
+    let veths: Vec<String> = fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| {
+                    n.strip_prefix(&prefix).is_some_and(|rest| {
+                        !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for v in &veths {
+        run_quiet(Command::new("ip").args(["link", "del", v]));
+    }
     for n in &names {
         run_quiet(Command::new("ip").args(["netns", "del", n]));
     }
@@ -309,8 +325,11 @@ pub fn cleanup_stale() {
 /// Claims a free slot by creating its directory (atomic), and records this process as owner.
 fn claim_slot() -> (u32, PathBuf) {
     fs::create_dir_all(STATE_DIR).expect("nshost: cannot create state dir");
-    // Start at a pid-derived offset so concurrent test processes rarely contend.
-    let start = std::process::id() % SLOTS;
+    // Start at an offset derived from the pid and a per-process counter, so concurrent test
+    // processes rarely contend and a fleet does not reuse the slot just freed by the previous one.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = (std::process::id().wrapping_mul(7) + n) % SLOTS;
     for i in 0..SLOTS {
         let slot = (start + i) % SLOTS;
         let dir = Path::new(STATE_DIR).join(format!("slot-{slot}"));
@@ -849,6 +868,7 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/sshd /run/lock
 chmod 0755 /run/sshd
 hostname {name}
+echo "127.0.1.1 {name}" >> /etc/hosts
 [ -f "$D/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C '' -f "$D/ssh_host_ed25519_key"
 [ -f "$D/ssh_host_rsa_key" ] || ssh-keygen -q -t rsa -b 2048 -N '' -C '' -f "$D/ssh_host_rsa_key"
 # Daemon mode: sshd binds its socket before it forks, so the host is reachable when this returns.
