@@ -514,3 +514,31 @@ async fn common_args_are_honoured_or_refused() {
     target.ssh_common_args = vec!["-o".into(), "ProxyCommand=false".into()];
     assert!(connect(&target, &fleet.ssh_options()).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silently_dead_host_is_noticed_by_keepalives() {
+    if !require_root_tools() {
+        return;
+    }
+    let fleet = Arc::new(Fleet::start(&["h1"]));
+    let host = Arc::new(connect_root(&fleet, "h1").await);
+    let task = {
+        let host = host.clone();
+        tokio::spawn(async move { host.run(cmd("touch /var/tmp/started; sleep 50")).await })
+    };
+    let h1 = fleet.host("h1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while h1.read_file("/var/tmp/started").is_none() {
+        assert!(Instant::now() < deadline, "remote step never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No FIN, no RST: the host just stops answering, as a crashed kernel would.
+    h1.set_link(false);
+    let started = Instant::now();
+    let err = task.await.unwrap().unwrap_err();
+    eprintln!("dead host noticed after {:?}", started.elapsed());
+    assert!(matches!(err, SshError::Disconnected { .. }), "{err:?}");
+    h1.set_link(true);
+    let out = host.run(cmd("echo alive")).await.unwrap();
+    assert_eq!(out.stdout_str(), "alive\n");
+}
