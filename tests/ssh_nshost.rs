@@ -145,3 +145,99 @@ fn fifty_hosts_start_in_parallel() {
     let out = system_ssh(&fleet, &last.name, "root", "hostname");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "n50");
 }
+
+/// Not a test on its own: run by `stale_leftovers_of_a_killed_run_are_cleaned_up` in a child
+/// process, which it then SIGKILLs. Starts a fleet, reports it, and waits to be killed.
+#[test]
+#[ignore = "helper process for stale_leftovers_of_a_killed_run_are_cleaned_up"]
+fn helper_start_fleet_and_wait_to_be_killed() {
+    let Some(report) = std::env::var_os("NSHOST_HELPER_REPORT") else {
+        return;
+    };
+    let fleet = Fleet::start(&["s1", "s2"]);
+    let names: Vec<String> = fleet.hosts().iter().map(|h| h.netns.clone()).collect();
+    let text = format!(
+        "{}\n{}\n{}\n",
+        fleet.slot(),
+        fleet.path().display(),
+        names.join(" ")
+    );
+    std::fs::write(format!("{}.tmp", report.to_string_lossy()), text).unwrap();
+    std::fs::rename(format!("{}.tmp", report.to_string_lossy()), &report).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(600));
+}
+
+#[test]
+fn stale_leftovers_of_a_killed_run_are_cleaned_up() {
+    if !require_root_tools() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_start_fleet_and_wait_to_be_killed",
+            "--nocapture",
+        ])
+        .env("NSHOST_HELPER_REPORT", &report)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !report.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "helper exited before reporting"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "helper never reported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&report).unwrap();
+    let mut lines = text.lines();
+    let slot: u32 = lines.next().unwrap().parse().unwrap();
+    let dir = std::path::PathBuf::from(lines.next().unwrap());
+    let netns: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    // The run dies without dropping its fleet.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_netns = std::path::Path::new("/run/netns");
+    assert!(dir.exists() && netns.iter().all(|n| run_netns.join(n).exists()));
+    let bridge = format!("/sys/class/net/ndp{slot}br");
+    assert!(std::path::Path::new(&bridge).exists());
+    // Its hosts' processes are still running.
+    let sshd_pid_file = dir.join("hosts/s1/sshd.pid");
+    let sshd_pid = std::fs::read_to_string(&sshd_pid_file).unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{}", sshd_pid.trim())).exists());
+
+    support::nshost::cleanup_stale();
+
+    assert!(!dir.exists(), "fleet dir left behind");
+    for n in &netns {
+        assert!(!run_netns.join(n).exists(), "netns {n} left behind");
+    }
+    assert!(
+        !std::path::Path::new(&bridge).exists(),
+        "bridge left behind"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", sshd_pid.trim())).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", sshd_pid.trim()))
+                .is_ok_and(|s| s.contains(") Z")),
+        "sshd of the killed run still running"
+    );
+    assert!(
+        !std::path::Path::new(support::nshost::STATE_DIR)
+            .join(format!("slot-{slot}"))
+            .exists()
+    );
+}

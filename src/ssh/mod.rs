@@ -2,9 +2,20 @@
 //!
 //! Everything above this module (facts, resources, roles, apply, test-crash) talks to hosts only
 //! through the [`Remote`] trait in `remote.rs`, so planning logic never sees ssh details.
+//!
+//! - [`connect`] starts the master for one host ([`SshHost`]), with the host-key policy of
+//!   [`SshOptions`] (strict unless new keys are accepted; changed keys always refused).
+//! - [`SshHost`] runs each step as `sh -c SCRIPT` (through `sudo -n` for become), bounded on the
+//!   host by coreutils `timeout` and locally by a deadline, at most `max_channels` at once.
+//! - [`shell::quote`] is how other modules put data into scripts.
 
+pub mod command;
+pub mod errors;
 pub mod options;
 pub mod remote;
+pub mod session;
+pub mod shell;
 
 pub use options::SshOptions;
 pub use remote::{CommandOutput, Remote, RemoteCommand, SshError, Target};
+pub use session::{SshHost, connect};

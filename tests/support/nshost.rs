@@ -4,7 +4,9 @@
 //!
 //! Layout of one fleet:
 //! - a slot `k` (0..512) claimed atomically as `/run/netdump-provision-tests/slot-<k>` (mkdir),
-//!   giving the fleet its own /24 inside 198.18.0.0/15 (`198.18.0.0 + k*256`), its own bridge
+//!   giving the fleet its own /24 inside 198.18.0.0/16 (`198.18.k.0`; 198.19.0.0/16, the other
+//!   half of the test range, is left to the qemu lab), skipping any /24 the root namespace already
+//!   routes, its own bridge
 //!   `ndp<k>br` in the root namespace (address `.1`), and names `ndp<k>h<i>` for the per-host
 //!   network namespace (`ip netns`) and the root-side end of its veth pair. Hosts get `.10`, `.11`...
 //! - a fleet directory `/tmp/ndp<k>-XXXXXX`: client key, known_hosts (every host key pinned), an
@@ -38,8 +40,8 @@ use netdump_provision::ssh::{SshOptions, Target};
 
 /// Root of the cross-process allocation state (slot directories).
 pub const STATE_DIR: &str = "/run/netdump-provision-tests";
-/// Number of /24 networks in 198.18.0.0/15.
-const SLOTS: u32 = 512;
+/// Number of /24 networks in 198.18.0.0/16.
+const SLOTS: u32 = 256;
 /// First host address inside a fleet's /24.
 const FIRST_HOST: u32 = 10;
 /// Directories that get a private overlay in every host, when they exist. /usr (which holds
@@ -186,7 +188,8 @@ fn kill_netns_processes(inodes: &[u64], spare: &[u32]) {
     }
 }
 
-/// Removes the network namespaces of one slot (and everything running in them) and its bridge.
+/// Removes the network namespaces of one slot (and everything running in them), the root-side
+/// veths (deleted explicitly: a namespace's own devices go away asynchronously) and its bridge.
 fn teardown_slot_network(slot: u32) {
     let prefix = format!("ndp{slot}h");
     let names: Vec<String> = list_netns()
@@ -201,6 +204,21 @@ fn teardown_slot_network(slot: u32) {
         .filter_map(|n| netns_inode(&Path::new("/run/netns").join(n)))
         .collect();
     kill_netns_processes(&inodes, &[]);
+    let veths: Vec<String> = fs::read_dir("/sys/class/net")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| {
+                    n.strip_prefix(&prefix).is_some_and(|rest| {
+                        !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for v in &veths {
+        run_quiet(Command::new("ip").args(["link", "del", v]));
+    }
     for n in &names {
         run_quiet(Command::new("ip").args(["netns", "del", n]));
     }
@@ -309,10 +327,23 @@ pub fn cleanup_stale() {
 /// Claims a free slot by creating its directory (atomic), and records this process as owner.
 fn claim_slot() -> (u32, PathBuf) {
     fs::create_dir_all(STATE_DIR).expect("nshost: cannot create state dir");
-    // Start at a pid-derived offset so concurrent test processes rarely contend.
-    let start = std::process::id() % SLOTS;
+    // Start at an offset derived from the pid and a per-process counter, so concurrent test
+    // processes rarely contend and a fleet does not reuse the slot just freed by the previous one.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let start = (std::process::id().wrapping_mul(7) + n) % SLOTS;
+    let routed = routed_prefixes();
     for i in 0..SLOTS {
         let slot = (start + i) % SLOTS;
+        let base = subnet_base(slot);
+        let in_use = routed.iter().any(|&(net, len)| {
+            let mask = |l: u32| if l == 0 { 0 } else { u32::MAX << (32 - l) };
+            let common = mask(len.min(24));
+            (net & common) == (base & common)
+        });
+        if in_use && !Path::new("/sys/class/net").join(bridge_name(slot)).exists() {
+            continue; // someone else's network (not a leftover of ours)
+        }
         let dir = Path::new(STATE_DIR).join(format!("slot-{slot}"));
         if fs::create_dir(&dir).is_ok() {
             return (slot, dir);
@@ -321,12 +352,53 @@ fn claim_slot() -> (u32, PathBuf) {
     panic!("nshost: all {SLOTS} fleet slots under {STATE_DIR} are taken");
 }
 
+/// IPv4 prefixes routed in the root namespace (all tables), as `(network, length)`.
+fn routed_prefixes() -> Vec<(u32, u32)> {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "route", "show", "table", "all"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for line in out.lines() {
+        let mut words = line.split_whitespace();
+        let mut first = words.next().unwrap_or("");
+        if matches!(
+            first,
+            "local"
+                | "broadcast"
+                | "unicast"
+                | "multicast"
+                | "anycast"
+                | "blackhole"
+                | "unreachable"
+                | "prohibit"
+                | "throw"
+                | "nat"
+        ) {
+            first = words.next().unwrap_or("");
+        }
+        let (addr, len) = match first.split_once('/') {
+            Some((a, l)) => (a, l.parse().unwrap_or(32)),
+            None => (first, 32),
+        };
+        if let Ok(ip) = addr.parse::<Ipv4Addr>()
+            && len > 0
+        {
+            found.push((u32::from(ip), len));
+        }
+    }
+    found
+}
+
 /// One namespace host.
 pub struct NsHost {
     pub name: String,
     pub address: Ipv4Addr,
     /// `ip netns` name (also the name of the root-side veth).
     pub netns: String,
+    /// The fleet bridge in the root namespace.
+    bridge: String,
     /// This host's directory (sshd config, host keys, sshd.log, overlay upper dirs).
     pub dir: PathBuf,
     init: Mutex<Option<Child>>,
@@ -419,6 +491,43 @@ impl NsHost {
         }
         if let Some(ino) = self.netns_inode() {
             kill_netns_processes(&[ino], &spare);
+        }
+    }
+
+    /// Takes the host's network link down (`false`) or up again (`true`). Down, the host looks
+    /// like a crashed or frozen machine: nothing answers and no connection is closed (no FIN or
+    /// RST), so only keepalives and timeouts notice.
+    pub fn set_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        self.exec_ok(&format!("ip link set eth0 {state}"));
+        if up {
+            // The default route went away with the link.
+            let gw = Ipv4Addr::from(u32::from(self.address) & 0xffff_ff00 | 1);
+            self.exec_ok(&format!("ip route replace default via {gw}"));
+            // Forget the failed ARP lookups from while it was down, and wait until it answers.
+            run_quiet(Command::new("ip").args([
+                "neigh",
+                "del",
+                &self.address.to_string(),
+                "dev",
+                &self.bridge,
+            ]));
+            self.wait_reachable();
+        }
+    }
+
+    /// Waits (up to 30 s) until sshd on this host accepts TCP connections; panics otherwise.
+    pub fn wait_reachable(&self) {
+        let addr = SocketAddrV4::new(self.address, 22);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match TcpStream::connect_timeout(&addr.into(), Duration::from_secs(2)) {
+                Ok(_) => return,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("nshost {}: {addr} not reachable: {e}", self.name)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
         }
     }
 
@@ -597,6 +706,7 @@ impl Fleet {
                 name: name.to_string(),
                 address,
                 netns: netns_name(self.slot, i),
+                bridge: bridge_name(self.slot),
                 dir: host_dir,
                 init: Mutex::new(None),
                 init_pid: Mutex::new(None),
@@ -690,6 +800,11 @@ impl Fleet {
             .iter()
             .find(|h| h.name == name)
             .unwrap_or_else(|| panic!("nshost: no host {name} in this fleet"))
+    }
+
+    /// The fleet's slot: its /24 is `198.18.0.0 + slot * 256`, its names start with `ndp<slot>`.
+    pub fn slot(&self) -> u32 {
+        self.slot
     }
 
     /// The fleet's directory (client key, known_hosts, host dirs).
@@ -849,6 +964,7 @@ mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/sshd /run/lock
 chmod 0755 /run/sshd
 hostname {name}
+echo "127.0.1.1 {name}" >> /etc/hosts
 [ -f "$D/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C '' -f "$D/ssh_host_ed25519_key"
 [ -f "$D/ssh_host_rsa_key" ] || ssh-keygen -q -t rsa -b 2048 -N '' -C '' -f "$D/ssh_host_rsa_key"
 # Daemon mode: sshd binds its socket before it forks, so the host is reachable when this returns.

@@ -1,0 +1,477 @@
+//! One multiplexed OpenSSH connection per host (openssh crate, native mux) and [`Remote`] over it.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{RwLock, Semaphore};
+
+use super::command::{become_failure, killed_by_remote_timeout, local_deadline, remote_line};
+use super::errors::classify_connect_failure;
+use super::options::{CommonArgs, SshOptions, parse_common_args};
+use super::remote::{CommandOutput, Remote, RemoteCommand, SshError, Target};
+
+/// An idle master exits after this long, so a killed `provision` leaves no ssh behind for long.
+/// [`SshHost`] reconnects transparently when a step finds its master gone.
+const CONTROL_PERSIST_SECS: usize = 600;
+/// Longest unix socket path (`sun_path` is 104 bytes on BSDs/macOS, 108 on Linux; keep to the
+/// smaller one, including the terminating NUL).
+const MAX_SOCKET_PATH: usize = 103;
+/// What the openssh crate and ssh append to the control directory:
+/// `/.ssh-connectionXXXXXX/master.XXXXXXXXXXXXXXXX` while ssh binds the socket.
+const SOCKET_SUFFIX_LEN: usize = "/.ssh-connectionXXXXXX/master.XXXXXXXXXXXXXXXX".len();
+
+/// A connected host: one ssh master, at most `max_channels` steps at a time.
+pub struct SshHost {
+    target: Target,
+    opts: SshOptions,
+    common: CommonArgs,
+    control_dir: PathBuf,
+    session: RwLock<Arc<Session>>,
+    channels: Semaphore,
+}
+
+/// Connects to `target`: starts one ssh master (host keys checked per `opts`), ready for steps.
+pub async fn connect(target: &Target, opts: &SshOptions) -> Result<SshHost, SshError> {
+    let other = |reason: String| SshError::Other {
+        host: target.name.clone(),
+        step: "connect".into(),
+        reason,
+    };
+    if target.address.is_empty() || target.address.starts_with('-') {
+        return Err(other(format!(
+            "ansible_host {:?} is not a host name or address",
+            target.address
+        )));
+    }
+    if target
+        .user
+        .as_deref()
+        .is_some_and(|u| u.is_empty() || u.starts_with('-'))
+    {
+        return Err(other(format!(
+            "ansible_user {:?} is not a user name",
+            target.user.as_deref().unwrap_or("")
+        )));
+    }
+    let common = parse_common_args(&target.ssh_common_args).map_err(other)?;
+    let control_dir = prepare_control_dir(opts).map_err(other)?;
+    let session = launch(target, opts, &common, &control_dir).await?;
+    Ok(SshHost {
+        target: target.clone(),
+        opts: opts.clone(),
+        common,
+        control_dir,
+        session: RwLock::new(Arc::new(session)),
+        channels: Semaphore::new(opts.max_channels.max(1)),
+    })
+}
+
+/// `$XDG_RUNTIME_DIR/provision`, else `/tmp/provision-<uid>`.
+fn default_control_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(p) if p.is_absolute() => p.join("provision"),
+        _ => PathBuf::from(format!("/tmp/provision-{}", nix::unistd::geteuid())),
+    }
+}
+
+/// Creates the control directory (0700) and checks that it is ours, private and short enough.
+fn prepare_control_dir(opts: &SshOptions) -> Result<PathBuf, String> {
+    let dir = opts.control_dir.clone().unwrap_or_else(default_control_dir);
+    if dir.as_os_str().len() + SOCKET_SUFFIX_LEN > MAX_SOCKET_PATH {
+        return Err(format!(
+            "the ssh control directory {} is too long for a unix socket path (at most {} characters); choose a shorter one",
+            dir.display(),
+            MAX_SOCKET_PATH - SOCKET_SUFFIX_LEN
+        ));
+    }
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(&dir)
+            .map_err(|e| {
+                format!(
+                    "cannot create the ssh control directory {}: {e}",
+                    dir.display()
+                )
+            })?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))?;
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| format!("ssh control directory {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "ssh control directory {} is not a directory",
+            dir.display()
+        ));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "ssh control directory {} must belong to this user with mode 0700 (others could take over the connections); fix it or remove it",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// The `-F` file for the master: the honoured `ansible_ssh_common_args` (first value wins in
+/// ssh), our defaults, then the user's config. Options provision sets on the command line
+/// (host-key policy, batch mode, control master, timeouts) override anything in it.
+fn ssh_config_text(opts: &SshOptions, common: &CommonArgs) -> Result<String, String> {
+    let mut text =
+        String::from("# written by provision for one ssh master; removed after connecting\n");
+    for (k, v) in &common.options {
+        text.push_str(&format!("{k} {v}\n"));
+    }
+    text.push_str("ServerAliveCountMax 3\n");
+    match &opts.ssh_config {
+        Some(p) => {
+            let p =
+                std::path::absolute(p).map_err(|e| format!("ssh config {}: {e}", p.display()))?;
+            if !p.is_file() {
+                return Err(format!("ssh config file {} does not exist", p.display()));
+            }
+            text.push_str(&format!("Include \"{}\"\n", p.display()));
+        }
+        None => {
+            // -F replaces both default files; bring them back.
+            text.push_str("Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
+        }
+    }
+    Ok(text)
+}
+
+fn known_hosts_display(opts: &SshOptions) -> String {
+    opts.known_hosts
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "~/.ssh/known_hosts".into())
+}
+
+async fn launch(
+    target: &Target,
+    opts: &SshOptions,
+    common: &CommonArgs,
+    control_dir: &Path,
+) -> Result<Session, SshError> {
+    let other = |reason: String| SshError::Other {
+        host: target.name.clone(),
+        step: "connect".into(),
+        reason,
+    };
+    let config = ssh_config_text(opts, common).map_err(other)?;
+    let mut config_file = tempfile::Builder::new()
+        .prefix("cfg")
+        .tempfile_in(control_dir)
+        .map_err(|e| {
+            other(format!(
+                "cannot write a temporary ssh config in {}: {e}",
+                control_dir.display()
+            ))
+        })?;
+    config_file
+        .write_all(config.as_bytes())
+        .map_err(|e| other(format!("cannot write a temporary ssh config: {e}")))?;
+
+    let mut b = SessionBuilder::default();
+    b.known_hosts_check(if opts.accept_new_host_keys && !common.strict {
+        KnownHosts::Add
+    } else {
+        KnownHosts::Strict
+    })
+    .connect_timeout(opts.connect_timeout.max(Duration::from_secs(1)))
+    .server_alive_interval(opts.keepalive_interval.max(Duration::from_secs(1)))
+    .control_directory(control_dir)
+    .control_persist(ControlPersist::IdleFor(
+        std::num::NonZeroUsize::new(CONTROL_PERSIST_SECS).expect("non-zero"),
+    ))
+    .config_file(config_file.path())
+    .port(target.port);
+    if let Some(user) = &target.user {
+        b.user(user.clone());
+    }
+    if let Some(key) = &target.private_key_file {
+        b.keyfile(key);
+    }
+    if let Some(kh) = &opts.known_hosts {
+        b.user_known_hosts_file(kh);
+    }
+
+    // ConnectTimeout bounds TCP connect and the banner; this bounds the rest (kex, auth).
+    let bound = opts.connect_timeout * 3 + Duration::from_secs(5);
+    match tokio::time::timeout(bound, b.connect_mux(&target.address)).await {
+        Err(_) => Err(SshError::Connect {
+            host: target.name.clone(),
+            address: format!("{}:{}", target.address, target.port),
+            reason: format!("no ssh session after {}s", bound.as_secs()),
+            hint: "The host accepted TCP but did not finish the ssh handshake: overloaded, or not an ssh server on that port?".into(),
+        }),
+        Ok(Ok(session)) => Ok(session),
+        Ok(Err(openssh::Error::Connect(e))) => Err(classify_connect_failure(
+            target,
+            &known_hosts_display(opts),
+            &e.to_string(),
+        )),
+        Ok(Err(e)) => Err(other(format!(
+            "cannot start the ssh master ({e}{}); is the `ssh` client installed?",
+            std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+impl SshHost {
+    /// How this host is reached.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Ends the master connection.
+    pub async fn close(self) {
+        let session = self.session.into_inner();
+        if let Ok(session) = Arc::try_unwrap(session) {
+            let _ = session.close().await;
+        }
+    }
+
+    /// Replaces the master when it is gone (idle timeout, network blip, host reboot).
+    async fn reconnect(&self, stale: &Arc<Session>) -> Result<(), SshError> {
+        let mut current = self.session.write().await;
+        if Arc::ptr_eq(&current, stale) {
+            let fresh = launch(&self.target, &self.opts, &self.common, &self.control_dir).await?;
+            *current = Arc::new(fresh);
+        }
+        Ok(())
+    }
+
+    fn err_other(&self, step: &str, reason: String) -> SshError {
+        SshError::Other {
+            host: self.target.name.clone(),
+            step: step.into(),
+            reason,
+        }
+    }
+
+    fn err_disconnected(&self, step: &str, reason: String) -> SshError {
+        SshError::Disconnected {
+            host: self.target.name.clone(),
+            step: step.into(),
+            reason,
+        }
+    }
+
+    /// Starts the command on the current master, reconnecting once if the master is gone.
+    async fn exec(&self, cmd: &RemoteCommand, line: &str) -> Result<CommandOutput, SshError> {
+        let mut reconnected = false;
+        loop {
+            let session = self.session.read().await.clone();
+            let spawned = session
+                .raw_command(line)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .await;
+            match spawned {
+                Ok(child) => return self.collect(child, cmd, &session).await,
+                Err(openssh::Error::Disconnected) if !reconnected => {
+                    // Nothing ran: the master is gone. Start a new one and try once more.
+                    reconnected = true;
+                    self.reconnect(&session).await?;
+                }
+                Err(openssh::Error::Disconnected) => {
+                    return Err(self
+                        .err_disconnected(&cmd.step, "the ssh master connection is gone".into()));
+                }
+                Err(openssh::Error::InvalidCommand) => {
+                    return Err(self.err_other(
+                        &cmd.step,
+                        "the script contains a NUL byte; pass binary data on stdin".into(),
+                    ));
+                }
+                Err(e) => {
+                    let detail = std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    return Err(self.err_other(
+                        &cmd.step,
+                        format!(
+                            "cannot open an ssh channel: {e}: {detail}. If sshd refused the session, its MaxSessions is below max_channels ({})",
+                            self.opts.max_channels
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn collect(
+        &self,
+        mut child: openssh::Child<&Session>,
+        cmd: &RemoteCommand,
+        session: &Session,
+    ) -> Result<CommandOutput, SshError> {
+        let stdin = child.stdin().take();
+        let stdout = child.stdout().take();
+        let stderr = child.stderr().take();
+        let write = async {
+            if let Some(mut pipe) = stdin {
+                if let Some(bytes) = &cmd.stdin {
+                    // A script that exits without reading its stdin closes the pipe: not an error.
+                    let _ = pipe.write_all(bytes).await;
+                }
+                let _ = pipe.shutdown().await;
+            }
+        };
+        let read_out = async {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = stdout {
+                let _ = pipe.read_to_end(&mut buf).await;
+            }
+            buf
+        };
+        let read_err = async {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = stderr {
+                let _ = pipe.read_to_end(&mut buf).await;
+            }
+            buf
+        };
+        let ((), stdout, stderr, waited) = tokio::join!(write, read_out, read_err, child.wait());
+        let status = match waited {
+            Ok(st) => st.code(),
+            // The crate turns exit status 127 into an error; it is an ordinary status here.
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Some(127),
+            Err(e) => {
+                // Killed by a signal, or the connection died: only the master can tell.
+                if let Err(check) = session.check().await {
+                    return Err(self.err_disconnected(
+                        &cmd.step,
+                        format!("{e}; the ssh master reports: {check}"),
+                    ));
+                }
+                match e {
+                    openssh::Error::RemoteProcessTerminated => None,
+                    other => {
+                        return Err(
+                            self.err_other(&cmd.step, format!("ssh channel failed: {other}"))
+                        );
+                    }
+                }
+            }
+        };
+        Ok(CommandOutput {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+#[async_trait]
+impl Remote for SshHost {
+    fn host(&self) -> &str {
+        &self.target.name
+    }
+
+    async fn run(&self, cmd: RemoteCommand) -> Result<CommandOutput, SshError> {
+        let _permit = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|_| self.err_other(&cmd.step, "the host connection is closing".into()))?;
+        let line = remote_line(&cmd.script, cmd.timeout, self.target.become_);
+        let started = Instant::now();
+        let out =
+            match tokio::time::timeout(local_deadline(cmd.timeout), self.exec(&cmd, &line)).await {
+                Err(_) => {
+                    return Err(SshError::Timeout {
+                        host: self.target.name.clone(),
+                        step: cmd.step.clone(),
+                        secs: cmd.timeout.as_secs(),
+                    });
+                }
+                Ok(result) => result?,
+            };
+        if self.target.become_
+            && let Some(reason) = become_failure(out.status, &out.stdout, &out.stderr)
+        {
+            return Err(SshError::Become {
+                host: self.target.name.clone(),
+                step: cmd.step.clone(),
+                user: self
+                    .target
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| "the ssh user".into()),
+                reason,
+            });
+        }
+        if killed_by_remote_timeout(out.status, started.elapsed(), cmd.timeout) {
+            return Err(SshError::Timeout {
+                host: self.target.name.clone(),
+                step: cmd.step.clone(),
+                secs: cmd.timeout.as_secs(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_dir_length_is_checked() {
+        let opts = SshOptions {
+            control_dir: Some(PathBuf::from(format!("/tmp/{}", "x".repeat(60)))),
+            ..SshOptions::default()
+        };
+        let e = prepare_control_dir(&opts).unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+    }
+
+    #[test]
+    fn control_dir_must_be_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ctl");
+        let opts = SshOptions {
+            control_dir: Some(dir.clone()),
+            ..SshOptions::default()
+        };
+        assert_eq!(prepare_control_dir(&opts).unwrap(), dir);
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            prepare_control_dir(&opts)
+                .unwrap_err()
+                .contains("mode 0700")
+        );
+    }
+
+    #[test]
+    fn config_puts_common_args_first_and_includes_user_config() {
+        let common = parse_common_args(&["-oProxyJump=gw".to_string()]).unwrap();
+        let text = ssh_config_text(&SshOptions::default(), &common).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "ProxyJump gw");
+        assert!(text.contains("Include ~/.ssh/config\n"));
+        let missing = SshOptions {
+            ssh_config: Some("/nonexistent/cfg".into()),
+            ..SshOptions::default()
+        };
+        assert!(
+            ssh_config_text(&missing, &common)
+                .unwrap_err()
+                .contains("does not exist")
+        );
+    }
+}
