@@ -541,8 +541,11 @@ async fn converge_host(
         )
         .await?;
     let observed = batch::split(&out.stdout_str(), &nonce, resources.len()).map_err(|e| {
+        // The raw output is not shown: it may hold observed secrets (password hashes).
         Stop::Failed(format!(
-            "{host}: observe: {e}; stderr: {}",
+            "{host}: observe: {e} (exit {:?}, {} bytes of output); stderr: {}",
+            out.status,
+            out.stdout.len(),
             out.stderr_str().lines().last().unwrap_or("")
         ))
     })?;

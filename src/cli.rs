@@ -1,4 +1,384 @@
-//! cli
+//! The `provision` command line: clap definitions, exit codes, and wiring. Nothing else.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::apply::{ApplyOptions, Connector};
+use crate::inventory::Inventory;
+use crate::report::{Reporter, human::HumanReporter, json::JsonReporter};
+use crate::secret::Secret;
+use crate::settings::{self, FleetSettings, PasswordInput};
+use crate::ssh::{Remote, SshError, SshOptions, Target};
+use crate::templates::Templates;
+
+/// Exit codes (also in README).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const USAGE: i32 = 1;
+    pub const HOST_FAILED: i32 = 2;
+    pub const UNREACHABLE: i32 = 4;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "provision",
+    version,
+    about = "Provision network kernel crash dumps (netdump and kdump over ssh) on lab fleets, and prove they work"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More output (-v: every resource; -vv: debug logs).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Configure dump servers and clients from an inventory (idempotent).
+    Apply(ApplyArgs),
+    /// Crash clients on purpose and verify that their dump and console log arrived.
+    TestCrash(crate::crashtest::TestCrashArgs),
+    /// Run the dump receiver (netdump UDP protocol + netconsole) in the foreground.
+    Receiver(crate::receiver::config::ReceiverArgs),
+    /// Show the resolved inventory.
+    Inventory(InventoryArgs),
+    /// A throwaway qemu lab fleet (server + clients) for demos and end-to-end tests.
+    Lab(crate::lab::LabArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+/// Connection options shared by apply and test-crash.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// known_hosts file to verify host keys against (default: ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE", env = "PROVISION_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// Record the keys of hosts not yet in known_hosts. A CHANGED key is always refused.
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// ssh client config file (default: the user's).
+    #[arg(long, value_name = "FILE", env = "PROVISION_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds to wait for a host to accept the ssh connection.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub connect_timeout: u64,
+}
+
+impl ConnectArgs {
+    pub fn ssh_options(&self) -> SshOptions {
+        SshOptions {
+            known_hosts: self.known_hosts.clone(),
+            accept_new_host_keys: self.accept_new_host_keys,
+            ssh_config: self.ssh_config.clone(),
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            ..SshOptions::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The inventory (Ansible YAML format).
+    #[arg(value_name = "INVENTORY", required_unless_present = "inventory")]
+    pub inventory_pos: Option<PathBuf>,
+    /// The inventory, as with ansible's -i.
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// Predict changes; change nothing.
+    #[arg(long, short = 'C')]
+    pub check: bool,
+    /// Show unified diffs of changed files (secrets masked).
+    #[arg(long, short = 'D')]
+    pub diff: bool,
+    /// Only these hosts (Ansible host pattern: names, groups, globs, `:`, `:&`, `:!`).
+    #[arg(long, short = 'l', value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Hosts worked on at once.
+    #[arg(long, short = 'f', default_value_t = 50)]
+    pub forks: usize,
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// File holding the netdump user's password (plaintext, first line); hashed locally.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Directory whose *.j2 files override the embedded templates by name.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Receiver binary to install on servers (default: this program).
+    #[arg(long, value_name = "FILE")]
+    pub receiver_binary: Option<PathBuf>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct InventoryArgs {
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+    /// Print the whole inventory as JSON (ansible-inventory --list shape).
+    #[arg(long)]
+    pub list: bool,
+    /// Print one host's variables as JSON.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Print the resolved netdump settings of every host (secrets omitted).
+    #[arg(long)]
+    pub settings: bool,
+}
+
+/// ssh as the apply engine's connector.
+pub struct SshConnector {
+    pub options: SshOptions,
+}
+
+#[async_trait]
+impl Connector for SshConnector {
+    async fn connect(&self, target: &Target) -> Result<Arc<dyn Remote>, SshError> {
+        let host = crate::ssh::connect(target, &self.options).await?;
+        Ok(Arc::new(host))
+    }
+}
+
+/// Reads the netdump password from `--password-file` or `NETDUMP_PASSWORD`.
+fn password_input(file: Option<&PathBuf>) -> Result<PasswordInput> {
+    if let Some(p) = file {
+        let text = std::fs::read_to_string(p).with_context(|| {
+            format!(
+                "cannot read --password-file {}; check the path and permissions",
+                p.display()
+            )
+        })?;
+        let line = text.lines().next().unwrap_or("").to_string();
+        anyhow::ensure!(
+            !line.is_empty(),
+            "--password-file {}: the first line is empty; put the password there",
+            p.display()
+        );
+        return Ok(PasswordInput {
+            plaintext: Some(Secret::new(line)),
+        });
+    }
+    Ok(PasswordInput {
+        plaintext: std::env::var("NETDUMP_PASSWORD")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(Secret::new),
+    })
+}
+
+/// Loads and resolves an inventory; errors carry file and line.
+pub fn load_fleet(
+    path: &std::path::Path,
+    password: PasswordInput,
+) -> Result<(Inventory, FleetSettings)> {
+    let inv = Inventory::load(path).map_err(anyhow::Error::new)?;
+    let fleet = settings::resolve(&inv, password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((inv, fleet))
+}
+
+async fn run_apply(args: ApplyArgs, verbose: u8) -> Result<i32> {
+    let path = args
+        .inventory
+        .clone()
+        .or(args.inventory_pos.clone())
+        .context("no inventory given")?;
+    let password = password_input(args.password_file.as_ref())?;
+    let (inv, fleet) = match load_fleet(&path, password) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let selected = match &args.limit {
+        Some(p) => match inv.select(p) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: --limit: {e}");
+                return Ok(exit::USAGE);
+            }
+        },
+        None => inv.hosts().map(|h| h.name.clone()).collect(),
+    };
+    let templates = match Templates::new(args.templates.as_deref()) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let needs_binary = fleet
+        .servers
+        .values()
+        .any(|s| s.receiver == settings::ReceiverMode::Embedded && selected.contains(&s.host));
+    let receiver_binary = if needs_binary {
+        let p = match &args.receiver_binary {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().context(
+                "cannot locate this program to install it as the receiver; pass --receiver-binary",
+            )?,
+        };
+        Some(Arc::new(std::fs::read(&p).with_context(|| {
+            format!("cannot read the receiver binary {}", p.display())
+        })?))
+    } else {
+        None
+    };
+    let count = selected
+        .iter()
+        .filter(|h| fleet.servers.contains_key(*h) || fleet.clients.contains_key(*h))
+        .count();
+    let reporter: Arc<dyn Reporter> = match args.output {
+        Output::Human => Arc::new(HumanReporter::new(count, verbose > 0, args.diff)),
+        Output::Json => Arc::new(JsonReporter::new(std::io::stdout())),
+    };
+    let opts = ApplyOptions {
+        check: args.check,
+        diff: args.diff,
+        forks: args.forks.max(1),
+        templates,
+        receiver_binary,
+        step_timeout: Duration::from_secs(300),
+    };
+    let connector = Arc::new(SshConnector {
+        options: args.connect.ssh_options(),
+    });
+    let recap = crate::apply::apply(&fleet, &selected, &opts, connector, reporter).await;
+    Ok(recap.exit_code())
+}
+
+fn run_inventory(args: InventoryArgs) -> Result<i32> {
+    let inv = match Inventory::load(&args.inventory) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    if let Some(h) = &args.host {
+        let mut list = inv.to_list_json();
+        mask_secrets(&mut list);
+        match list["_meta"]["hostvars"].get(h) {
+            Some(v) => println!("{}", serde_json::to_string_pretty(v)?),
+            None => {
+                eprintln!("error: host {h} is not in {}", args.inventory.display());
+                return Ok(exit::USAGE);
+            }
+        }
+    } else if args.settings {
+        let fleet = match settings::resolve(&inv, PasswordInput::default()) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(exit::USAGE);
+            }
+        };
+        let v = serde_json::json!({
+            "servers": fleet.servers, "clients": fleet.clients, "targets": fleet.targets,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let mut list = inv.to_list_json();
+        mask_secrets(&mut list);
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    }
+    Ok(exit::OK)
+}
+
+/// Variables whose values are never printed (ansible-inventory would print them).
+const SECRET_VARS: &[&str] = &[
+    "netdump_password_hash",
+    "ansible_password",
+    "ansible_become_password",
+];
+
+/// Replaces secret host variables in `--list` output with a mask.
+fn mask_secrets(list: &mut serde_json::Value) {
+    if let Some(hosts) = list
+        .get_mut("_meta")
+        .and_then(|m| m.get_mut("hostvars"))
+        .and_then(|h| h.as_object_mut())
+    {
+        for vars in hosts.values_mut().filter_map(|v| v.as_object_mut()) {
+            for k in SECRET_VARS {
+                if let Some(v) = vars.get_mut(*k) {
+                    *v = serde_json::Value::String(Secret::MASK.to_string());
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, json: bool) {
+    let default = match verbose {
+        0 => "warn,netdump_provision=info",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Entry point; returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_tracing(cli.verbose, false);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::USAGE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Apply(a) => run_apply(a, cli.verbose).await,
+            Command::TestCrash(a) => crate::crashtest::run(a, cli.verbose).await,
+            Command::Receiver(a) => crate::receiver::run(a).await.map(|_| exit::OK),
+            Command::Inventory(a) => run_inventory(a),
+            Command::Lab(a) => crate::lab::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::USAGE
+        }
+    }
 }

@@ -67,7 +67,9 @@ pub fn probe_script(server: Option<&str>) -> String {
                  dev=$(echo \"$r\" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')\n\
                  hop=${{via:-{s}}}\n\
                  if [ -n \"$dev\" ]; then\n\
-                   ping -c 1 -W 1 \"$hop\" >/dev/null 2>&1 || true\n\
+                   # Any packet towards the next hop makes the kernel resolve its MAC.\n\
+                   ping -c 1 -W 1 \"$hop\" >/dev/null 2>&1 || \
+                   {{ command -v bash >/dev/null && bash -c \"echo > /dev/udp/$hop/9\" >/dev/null 2>&1; sleep 0.3; }} || true\n\
                    echo \"neigh=$(ip neigh show \"$hop\" dev \"$dev\" 2>/dev/null | head -n1)\"\n\
                  fi\n"
             )

@@ -100,7 +100,9 @@ impl Resource for User {
                 _ => String::new(),
             };
             steps.push(format!(
-                "useradd -r {uid}-g {n} -d {} -M -s {} -c {} {n}",
+                // `-p '*'`: no password login, but not "locked" ('!'), which sshd without PAM
+                // treats as a reason to refuse even key logins.
+                "useradd -r {uid}-g {n} -d {} -M -s {} -c {} -p '*' {n}",
                 sh_quote(&self.home),
                 sh_quote(&self.shell),
                 sh_quote(&self.comment)

@@ -1,0 +1,345 @@
+//! `provision apply` for real against namespace hosts (tests/support/nshost.rs): one server and
+//! three netdump clients, each a real sshd in its own network + mount namespace.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use netdump_provision::resources::user::verify;
+use netdump_provision::secret::Secret;
+use support::nshost::{Fleet, require_root_tools};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn inventory(fleet: &Fleet, extra_client_vars: &str) -> String {
+    let key = fleet.client_key_path();
+    let mut s = format!(
+        "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n    netdump_manage_packages: false\n    netdump_manage_services: false\n  children:\n    netdump_servers:\n      hosts:\n",
+        key.display()
+    );
+    s.push_str(&format!(
+        "        srv:\n          ansible_host: {}\n",
+        fleet.host("srv").address
+    ));
+    s.push_str("    netdump_clients:\n      vars:\n        netdump_client_flavor: netdump\n        netdump_netlogaddr: NONE\n");
+    s.push_str(extra_client_vars);
+    s.push_str("      hosts:\n");
+    for h in fleet.hosts().iter().filter(|h| h.name != "srv") {
+        s.push_str(&format!(
+            "        {}:\n          ansible_host: {}\n",
+            h.name, h.address
+        ));
+    }
+    s
+}
+
+fn provision(fleet: &Fleet, inv: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("apply")
+        .arg(inv)
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts_path())
+        .arg("--ssh-config")
+        .arg(fleet.ssh_config_path())
+        .arg("--connect-timeout")
+        .arg("5")
+        .args(args)
+        .env("NETDUMP_PASSWORD", PASSWORD)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run provision")
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn recap(o: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&o.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("no JSON recap ({e}):\n{}", show(o)))
+}
+
+fn total(recap: &serde_json::Value, field: &str) -> u64 {
+    recap["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[field].as_u64().unwrap())
+        .sum()
+}
+
+fn setup() -> Option<(Fleet, tempfile::TempDir, std::path::PathBuf)> {
+    if !require_root_tools() {
+        return None;
+    }
+    let fleet = Fleet::start(&["srv", "c1", "c2", "c3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    std::fs::write(&inv, inventory(&fleet, "")).unwrap();
+    Some((fleet, dir, inv))
+}
+
+#[test]
+fn apply_configures_server_and_clients_then_is_idempotent() {
+    let Some((fleet, _dir, inv)) = setup() else {
+        return;
+    };
+    let srv = fleet.host("srv");
+
+    let first = provision(&fleet, &inv, &["--output", "json"]);
+    assert_eq!(first.status.code(), Some(0), "{}", show(&first));
+    assert!(total(&recap(&first), "changed") > 10, "{}", show(&first));
+
+    // The netdump user with the password, home = dump dir.
+    let passwd = String::from_utf8(srv.exec_ok("getent passwd netdump").into_bytes()).unwrap();
+    let f: Vec<&str> = passwd.trim().split(':').collect();
+    assert_eq!((f[5], f[6]), ("/var/crash", "/bin/bash"), "{passwd}");
+    let shadow = srv.exec_ok("awk -F: '$1==\"netdump\" {print $2}' /etc/shadow");
+    assert!(
+        verify(&Secret::new(PASSWORD), shadow.trim()),
+        "shadow hash does not verify: {shadow}"
+    );
+    let uid: u32 = f[2].parse().unwrap();
+
+    // Directory layout, owner and modes.
+    for (path, mode) in [
+        ("/var/crash", 0o700),
+        ("/var/crash/.ssh", 0o700),
+        ("/var/crash/magic", 0o700),
+    ] {
+        let (u, _g, m) = srv.stat(path).unwrap_or_else(|| panic!("{path} missing"));
+        assert_eq!((u, m & 0o7777), (uid, mode), "{path}");
+    }
+    let (u, _, m) = srv.stat("/var/crash/.ssh/authorized_keys2").unwrap();
+    assert_eq!((u, m & 0o7777), (uid, 0o600));
+
+    // authorized_keys2: one restricted, address-bound line per client, holding its key.
+    let ak = String::from_utf8(srv.read_file("/var/crash/.ssh/authorized_keys2").unwrap()).unwrap();
+    assert_eq!(ak.lines().count(), 3, "{ak}");
+    for c in ["c1", "c2", "c3"] {
+        let h = fleet.host(c);
+        let pubkey =
+            String::from_utf8(h.read_file("/etc/sysconfig/netdump_id_dsa.pub").unwrap()).unwrap();
+        let material: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+        let want = format!(
+            "restrict,from=\"{}\" {} {} netdump-provision:{c}",
+            h.address, material[0], material[1]
+        );
+        assert!(
+            ak.lines().any(|l| l == want),
+            "missing line for {c}:\n{want}\nin\n{ak}"
+        );
+        let (_, _, m) = h.stat("/etc/sysconfig/netdump_id_dsa").unwrap();
+        assert_eq!(m & 0o777, 0o600, "private key mode on {c}");
+
+        // /etc/sysconfig/netdump points at the server, with device and MAC from facts.
+        let conf = String::from_utf8(h.read_file("/etc/sysconfig/netdump").unwrap()).unwrap();
+        assert!(
+            conf.contains(&format!("\nNETDUMPADDR={}\n", srv.address)),
+            "{conf}"
+        );
+        assert!(conf.contains("\nNETLOGADDR=NONE\n"), "{conf}");
+        assert!(conf.contains("\nDEV="), "{conf}");
+        assert!(
+            conf.lines().any(
+                |l| l.starts_with("NETDUMPMACADDR=") && l.len() == "NETDUMPMACADDR=".len() + 17
+            ),
+            "{conf}"
+        );
+
+        // Server host keys pinned, sysrq live and persistent.
+        let kh = String::from_utf8(h.read_file("/etc/ssh/ssh_known_hosts").unwrap()).unwrap();
+        let server_key =
+            String::from_utf8(srv.read_file("/etc/ssh/ssh_host_ed25519_key.pub").unwrap()).unwrap();
+        let server_key: Vec<&str> = server_key.split_whitespace().take(2).collect();
+        assert!(
+            kh.contains(&format!(
+                "{} {} {}",
+                srv.address, server_key[0], server_key[1]
+            )),
+            "{kh}"
+        );
+        assert_eq!(h.exec_ok("cat /proc/sys/kernel/sysrq").trim(), "1");
+        let sysctl = String::from_utf8(
+            h.read_file("/etc/sysctl.d/90-netdump-provision.conf")
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(sysctl.contains("kernel.sysrq = 1"));
+    }
+    // The receiver binary is installed, executable, and the same program.
+    let (_, _, m) = srv.stat("/usr/local/sbin/netdump-provision").unwrap();
+    assert_eq!(m & 0o777, 0o755);
+    let remote = srv.read_file("/usr/local/sbin/netdump-provision").unwrap();
+    assert_eq!(
+        remote,
+        std::fs::read(env!("CARGO_BIN_EXE_provision")).unwrap()
+    );
+
+    // Second run: nothing to do.
+    let second = provision(&fleet, &inv, &["--output", "json"]);
+    assert_eq!(second.status.code(), Some(0), "{}", show(&second));
+    let r = recap(&second);
+    assert_eq!(
+        total(&r, "changed"),
+        0,
+        "second apply changed something:\n{}",
+        show(&second)
+    );
+    assert!(total(&r, "ok") > 10);
+
+    // A client key added by hand is kept; a stale managed line is removed.
+    srv.exec_ok("echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHandAddedKeyHandAddedKeyHandAddedKey0 admin@desk' >> /var/crash/.ssh/authorized_keys2");
+    srv.exec_ok("echo 'restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStaleKeyStaleKeyStaleKeyStaleKeyStale netdump-provision:gone' >> /var/crash/.ssh/authorized_keys2");
+    let third = provision(&fleet, &inv, &["--output", "json", "--diff"]);
+    assert_eq!(third.status.code(), Some(0), "{}", show(&third));
+    assert_eq!(total(&recap(&third), "changed"), 1, "{}", show(&third));
+    let ak = String::from_utf8(srv.read_file("/var/crash/.ssh/authorized_keys2").unwrap()).unwrap();
+    assert!(
+        ak.contains("admin@desk") && !ak.contains("netdump-provision:gone"),
+        "{ak}"
+    );
+    let out = String::from_utf8_lossy(&third.stdout);
+    assert!(
+        out.contains("-restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStaleKey"),
+        "diff shown: {out}"
+    );
+    assert!(!out.contains(PASSWORD));
+}
+
+#[test]
+fn check_mode_reports_changes_and_changes_nothing() {
+    let Some((fleet, _dir, inv)) = setup() else {
+        return;
+    };
+    let out = provision(&fleet, &inv, &["--check", "--diff", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = recap(&out);
+    assert_eq!(r["check"], true);
+    assert!(total(&r, "changed") > 10, "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("+NETDUMPADDR="),
+        "check mode shows the diff of the sysconfig file"
+    );
+    assert!(
+        !stdout.contains(PASSWORD) && !stdout.contains("$6$"),
+        "secrets in check output"
+    );
+    // Nothing changed on any host.
+    let srv = fleet.host("srv");
+    assert!(
+        !srv.exec("getent passwd netdump").status.success(),
+        "check mode created the user"
+    );
+    assert!(srv.read_file("/var/crash/.ssh/authorized_keys2").is_none());
+    for c in ["c1", "c2", "c3"] {
+        assert!(fleet.host(c).read_file("/etc/sysconfig/netdump").is_none());
+        assert!(
+            fleet
+                .host(c)
+                .read_file("/etc/sysconfig/netdump_id_dsa")
+                .is_none()
+        );
+        assert_eq!(
+            fleet.host(c).exec_ok("cat /proc/sys/kernel/sysrq").trim(),
+            "0"
+        );
+    }
+}
+
+#[test]
+fn unreachable_client_does_not_stop_the_others() {
+    let Some((fleet, _dir, inv)) = setup() else {
+        return;
+    };
+    fleet.host("c2").stop();
+    let out = provision(&fleet, &inv, &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let r = recap(&out);
+    let by_host = |h: &str| {
+        r["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host"] == h)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_host("c2")["unreachable"], 1);
+    assert!(by_host("c1")["changed"].as_u64().unwrap() > 0);
+    assert!(by_host("c3")["changed"].as_u64().unwrap() > 0);
+    assert!(
+        fleet
+            .host("c1")
+            .read_file("/etc/sysconfig/netdump")
+            .is_some()
+    );
+    // The server got the keys of the reachable clients only.
+    let ak = String::from_utf8(
+        fleet
+            .host("srv")
+            .read_file("/var/crash/.ssh/authorized_keys2")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ak.lines().count(), 2, "{ak}");
+}
+
+#[test]
+fn changed_server_host_key_is_refused_and_its_clients_skipped() {
+    let Some((fleet, _dir, inv)) = setup() else {
+        return;
+    };
+    fleet.host("srv").regenerate_host_key();
+    let out = provision(&fleet, &inv, &["--limit", "srv:c1"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("CHANGED"), "{text}");
+    assert!(text.contains("skipped: [c1]"), "{text}");
+    assert!(
+        fleet
+            .host("c1")
+            .read_file("/etc/sysconfig/netdump")
+            .is_none()
+    );
+}
+
+#[test]
+fn broken_inventory_exits_1_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("bad.yaml");
+    std::fs::write(&inv, "all:\n  children:\n    netdump_servers:\n      hosts:\n        srv:\n          netdump_prot: 6666\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("apply")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:6"), "{err}");
+    assert!(
+        err.contains("netdump_port"),
+        "did-you-mean suggestion: {err}"
+    );
+
+    std::fs::write(&inv, "all:\n  hosts:\n    a: [\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("apply")
+        .arg(&inv)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.yaml:"),
+        "{}",
+        show(&out)
+    );
+}
