@@ -252,6 +252,9 @@ pub fn is_crash_line(text: &str) -> bool {
 }
 
 fn is_sysrq_crash(t: &str) -> bool {
+    if !t.starts_with(['s', 'S']) {
+        return false;
+    }
     // Compare case-insensitively with whitespace removed: "sysrq: Trigger a crash",
     // "SysRq : Trigger a crash", "sysrq: SysRq : Trigger a crash".
     let mut squeezed = String::with_capacity(48);
@@ -571,6 +574,11 @@ impl Stream {
     fn is_known_duplicate(&self, seq: u64, ts: u64) -> bool {
         if let Some(r) = self.pending.get(&seq) {
             return r.ts_usec == ts;
+        }
+        // Everything emitted (and so in `recent`) is below `next_seq`: the common in-order case
+        // needs no scan.
+        if self.next_seq.is_none_or(|n| seq >= n) {
+            return false;
         }
         self.recent.iter().any(|&(s, t)| s == seq && t == ts)
     }
