@@ -47,6 +47,14 @@ pub struct ConsoleConfig {
     pub keep_rotated: usize,
     /// Lines before a crash copied into the crash record.
     pub context_lines: usize,
+    /// Bytes of those lines kept per host at most.
+    pub context_bytes: usize,
+    /// Hosts tracked at once; the longest-silent host without an open crash record is
+    /// forgotten beyond this (its log is flushed and closed first).
+    pub max_hosts: usize,
+    /// Rolling log files kept open at once; the least recently written one is closed beyond
+    /// this (and reopened when its host writes again).
+    pub max_open_logs: usize,
     /// A crash record closes when its host sent nothing for this long.
     pub record_quiet: Duration,
     /// A crash record stops growing at this size.
@@ -61,6 +69,9 @@ impl Default for ConsoleConfig {
             max_log_bytes: 16 * 1024 * 1024,
             keep_rotated: 4,
             context_lines: 200,
+            context_bytes: 128 * 1024,
+            max_hosts: 1024,
+            max_open_logs: 256,
             record_quiet: Duration::from_secs(60),
             record_max_bytes: 8 * 1024 * 1024,
             flush_interval: Duration::from_millis(500),
@@ -92,6 +103,7 @@ struct HostLog {
     file: Option<BufWriter<File>>,
     size: u64,
     ring: VecDeque<String>,
+    ring_bytes: usize,
     record: Option<CrashRecord>,
     /// A directory the netdump side created for this host's current crash.
     adopted: Option<PathBuf>,
@@ -173,15 +185,57 @@ impl ConsoleStore {
     }
 
     fn host(&mut self, ip: IpAddr, now: DateTime<Utc>) -> &mut HostLog {
+        if !self.hosts.contains_key(&ip) && self.hosts.len() >= self.cfg.max_hosts.max(1) {
+            self.forget_one_host();
+        }
         let cap = self.cfg.context_lines;
         self.hosts.entry(ip).or_insert_with(|| HostLog {
             file: None,
             size: 0,
-            ring: VecDeque::with_capacity(cap.min(1024)),
+            ring: VecDeque::with_capacity(cap.min(256)),
+            ring_bytes: 0,
             record: None,
             adopted: None,
             last_line: now,
         })
+    }
+
+    /// Drops the longest-silent host, preferring one without an open crash record.
+    fn forget_one_host(&mut self) {
+        let victim = self
+            .hosts
+            .iter()
+            .min_by_key(|(_, h)| (h.record.is_some(), h.last_line))
+            .map(|(&ip, _)| ip);
+        let Some(ip) = victim else { return };
+        let _ = self.close_record(ip);
+        if let Some(mut h) = self.hosts.remove(&ip)
+            && let Some(mut f) = h.file.take()
+            && let Err(e) = f.flush()
+        {
+            self.error(&format!("flush console log of {ip}: {e}"));
+        }
+    }
+
+    /// Keeps the number of open rolling logs below `max_open_logs` before one more is opened.
+    fn limit_open_logs(&mut self) {
+        let open = self.hosts.values().filter(|h| h.file.is_some()).count();
+        if open < self.cfg.max_open_logs.max(1) {
+            return;
+        }
+        let victim = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.file.is_some())
+            .min_by_key(|(_, h)| h.last_line)
+            .map(|(&ip, _)| ip);
+        if let Some(ip) = victim
+            && let Some(h) = self.hosts.get_mut(&ip)
+            && let Some(mut f) = h.file.take()
+            && let Err(e) = f.flush()
+        {
+            self.error(&format!("flush console log of {ip}: {e}"));
+        }
     }
 
     /// Records one event of host `ip` received at `now`. Errors are already logged and counted;
@@ -349,6 +403,7 @@ impl ConsoleStore {
             result = self.rotate(ip);
         }
         if self.host(ip, now).file.is_none() {
+            self.limit_open_logs();
             match self.open_log(ip) {
                 Ok((f, size)) => {
                     let h = self.host(ip, now);
@@ -362,6 +417,7 @@ impl ConsoleStore {
             }
         }
         let cap = self.cfg.context_lines;
+        let cap_bytes = self.cfg.context_bytes;
         let rec_max = self.cfg.record_max_bytes;
         let line = &self.line;
         let Some(h) = self.hosts.get_mut(&ip) else {
@@ -379,14 +435,17 @@ impl ConsoleStore {
                 }
             }
         }
-        if cap > 0 {
-            let mut slot = if h.ring.len() >= cap {
-                h.ring.pop_front().unwrap_or_default()
-            } else {
-                String::new()
-            };
+        if cap > 0 && line.len() <= cap_bytes {
+            // Reuse the evicted line's allocation: no allocation per line once the ring is full.
+            let mut slot = String::new();
+            while h.ring.len() >= cap || h.ring_bytes + line.len() > cap_bytes {
+                let Some(old) = h.ring.pop_front() else { break };
+                h.ring_bytes -= old.len();
+                slot = old;
+            }
             slot.clear();
             slot.push_str(line);
+            h.ring_bytes += slot.len();
             h.ring.push_back(slot);
         }
         if let Some(r) = &mut h.record
@@ -846,6 +905,50 @@ mod tests {
             std::fs::read_to_string(nd.join("log"))
                 .unwrap()
                 .contains("Kernel panic")
+        );
+    }
+
+    #[test]
+    fn hosts_open_files_and_context_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ConsoleConfig {
+            max_hosts: 4,
+            max_open_logs: 2,
+            context_lines: 100,
+            context_bytes: 100,
+            ..ConsoleConfig::default()
+        };
+        let mut s = ConsoleStore::new(dir.path(), cfg);
+        for round in 0..3 {
+            for i in 0..10u8 {
+                let h = IpAddr::from([198, 18, 1, i]);
+                let t = t0() + chrono::Duration::seconds(i64::from(round * 10 + i));
+                s.handle(h, line(&format!("r{round} host {i}")), t).unwrap();
+                assert!(s.hosts.len() <= 4);
+                assert!(s.hosts.values().filter(|h| h.file.is_some()).count() <= 2);
+            }
+        }
+        s.flush().unwrap();
+        // Every line still reached its host's log, across closes and reopens.
+        for i in 0..10u8 {
+            let p = s.log_path(IpAddr::from([198, 18, 1, i]));
+            assert_eq!(std::fs::read_to_string(p).unwrap().lines().count(), 3);
+        }
+        // 100 context bytes hold three 31-byte lines, not 100 lines.
+        let h = IpAddr::from([198, 18, 1, 9]);
+        for k in 0..5 {
+            s.handle(h, line(&format!("ctx {k}")), t0()).unwrap();
+        }
+        let host = &s.hosts[&h];
+        assert!(host.ring_bytes <= 100);
+        assert_eq!(host.ring.len(), 3);
+        assert_eq!(
+            host.ring.back().unwrap().trim_end().split(' ').next_back(),
+            Some("4")
+        );
+        assert_eq!(
+            host.ring.iter().map(String::len).sum::<usize>(),
+            host.ring_bytes
         );
     }
 

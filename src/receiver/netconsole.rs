@@ -60,6 +60,8 @@ pub struct Limits {
     pub max_record: usize,
     /// Most incomplete fragmented records per source.
     pub max_fragmented: usize,
+    /// Most bytes held in incomplete fragmented records per source.
+    pub max_fragment_bytes: usize,
     /// Longest partial plain-text line kept before it is emitted as is.
     pub max_partial_line: usize,
     /// How long a partial plain-text line waits for its newline.
@@ -71,12 +73,13 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_sources: 4096,
+            max_sources: 1024,
             reorder_timeout: Duration::from_millis(200),
             reorder_window: 256,
             fragment_timeout: Duration::from_millis(1000),
             max_record: 64 * 1024,
             max_fragmented: 32,
+            max_fragment_bytes: 128 * 1024,
             max_partial_line: 4096,
             partial_line_timeout: Duration::from_millis(1000),
             idle_forget: Duration::from_secs(6 * 3600),
@@ -478,6 +481,11 @@ impl Stream {
             return;
         }
         self.stats.plain_lines += 1;
+        // Plain text has no sequence numbers; the kernel's boot banner is the reboot marker.
+        if strip_line_prefixes(&text).starts_with("Linux version ") && self.stats.plain_lines > 1 {
+            self.stats.reboots += 1;
+            out.push(ConsoleEvent::Rebooted);
+        }
         push_line(out, None, None, None, text, Vec::new());
     }
 
@@ -504,7 +512,7 @@ impl Stream {
         }
         if !self.partials.contains_key(&hdr.seq) {
             if self.partials.len() >= limits.max_fragmented
-                || self.partial_bytes + total > limits.max_fragmented * 8 * 1024
+                || self.partial_bytes + total > limits.max_fragment_bytes
             {
                 self.expire_oldest_partial(now, limits, out);
             }
@@ -1038,6 +1046,14 @@ mod tests {
             assert_eq!((*seq, *level), (None, None));
         }
         // A partial line is flushed after the timeout.
+        // The boot banner over plain netconsole marks a reboot.
+        let ev = c.ingest(
+            ip(),
+            b"[    0.000000] Linux version 6.1.0-28-amd64 (debian-kernel@lists.debian.org)\n",
+            t,
+        );
+        assert_eq!(ev[0].1, ConsoleEvent::Rebooted);
+        assert_eq!(lines(&ev).len(), 1);
         let ev = c.ingest(ip(), b"no newline", t);
         assert!(ev.is_empty());
         assert!(c.tick(t + Duration::from_millis(10)).is_empty());
