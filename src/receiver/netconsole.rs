@@ -102,6 +102,10 @@ pub struct StreamStats {
     pub incomplete: u64,
     /// Fragments dropped: bad offsets, oversize totals, or over the per-source bound.
     pub bad_fragments: u64,
+    /// netlog bytes skipped as already received (duplicate or overlapping `REPLY_LOG` frames).
+    pub netlog_dup_bytes: u64,
+    /// netlog bytes that never arrived (gaps in the `REPLY_LOG` offsets).
+    pub netlog_gap_bytes: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,7 +389,8 @@ pub struct Stream {
     recent: VecDeque<(u64, u64)>,
     /// Seq ranges `[a, b)` given up as lost, so a late arrival is told from a reboot.
     skipped: VecDeque<(u64, u64)>,
-    // plain netconsole
+    // plain netconsole, and RHEL netlog (`REPLY_LOG` byte offsets)
+    netlog_next: Option<u32>,
     line: Vec<u8>,
     line_since: Option<Instant>,
     last_heard: Instant,
@@ -403,6 +408,7 @@ impl Stream {
             partial_bytes: 0,
             recent: VecDeque::new(),
             skipped: VecDeque::new(),
+            netlog_next: None,
             line: Vec::new(),
             line_since: None,
             last_heard: now,
@@ -463,6 +469,47 @@ impl Stream {
                 self.line_since = Some(now);
             }
         }
+    }
+
+    /// Feeds one RHEL netlog `REPLY_LOG` payload whose first byte is at `offset` of the
+    /// sender's console stream (the frame's `info`, a wrapping u32 byte count since module
+    /// load). Bytes already received are skipped; offset 0 after a stream that went further
+    /// means the module was reloaded or the host rebooted; a gap is counted in
+    /// `stats.netlog_gap_bytes` and marked in the log text.
+    pub fn ingest_netlog(
+        &mut self,
+        offset: u32,
+        payload: &[u8],
+        now: Instant,
+        limits: &Limits,
+        out: &mut Vec<ConsoleEvent>,
+    ) {
+        self.stats.datagrams += 1;
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        let mut data = payload;
+        if let Some(next) = self.netlog_next {
+            let delta = offset.wrapping_sub(next) as i32;
+            if offset == 0 && next > len {
+                self.flush_line(out);
+                self.stats.reboots += 1;
+                out.push(ConsoleEvent::Rebooted);
+            } else if delta < 0 {
+                let skip = (delta.unsigned_abs() as usize).min(data.len());
+                self.stats.netlog_dup_bytes += skip as u64;
+                data = &data[skip..];
+                if data.is_empty() {
+                    return;
+                }
+            } else if delta > 0 {
+                self.stats.netlog_gap_bytes += delta as u64;
+                self.line.extend_from_slice(
+                    format!(" [... {delta} bytes of console log lost ...] ").as_bytes(),
+                );
+                self.line_since.get_or_insert(now);
+            }
+        }
+        self.netlog_next = Some(offset.wrapping_add(len));
+        self.ingest_plain(data, now, limits, out);
     }
 
     fn flush_line(&mut self, out: &mut Vec<ConsoleEvent>) {
@@ -889,6 +936,25 @@ impl Collector {
         out
     }
 
+    /// Feeds a RHEL netlog `REPLY_LOG` frame's payload and `info` offset (see
+    /// [`Stream::ingest_netlog`]), received from `src`.
+    pub fn ingest_netlog(
+        &mut self,
+        src: IpAddr,
+        offset: u32,
+        payload: &[u8],
+        now: Instant,
+    ) -> Vec<(IpAddr, ConsoleEvent)> {
+        let src = src.to_canonical();
+        let mut out = Vec::new();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (stream, limits) = self.stream(src, now, &mut out);
+        stream.ingest_netlog(offset, payload, now, limits, &mut scratch);
+        out.extend(scratch.drain(..).map(|e| (src, e)));
+        self.scratch = scratch;
+        out
+    }
+
     fn stream(
         &mut self,
         src: IpAddr,
@@ -1059,6 +1125,52 @@ mod tests {
         assert!(c.tick(t + Duration::from_millis(10)).is_empty());
         let ev = c.tick(t + Duration::from_secs(2));
         assert_eq!(lines(&ev), vec!["no newline"]);
+    }
+
+    #[test]
+    fn netlog_offsets_drop_duplicates_and_mark_gaps_and_restarts() {
+        let mut c = Collector::default();
+        let t = Instant::now();
+        let start = b"[...network console startup...]\n";
+        let mut all = c.ingest_netlog(ip(), 0, start, t);
+        let off = start.len() as u32;
+        all.extend(c.ingest_netlog(ip(), off, b"eth0: link up\nsysrq: ", t));
+        // Retransmitted/overlapping frame: only the new tail counts.
+        all.extend(c.ingest_netlog(
+            ip(),
+            off,
+            b"eth0: link up\nsysrq: SysRq : Trigger a crash\n",
+            t,
+        ));
+        all.extend(c.ingest_netlog(ip(), off, b"eth0: link up\n", t));
+        let next = off + 45;
+        // 10 bytes never arrive.
+        all.extend(c.ingest_netlog(ip(), next + 10, b"tail\n", t));
+        assert_eq!(
+            lines(&all),
+            vec![
+                "[...network console startup...]",
+                "eth0: link up",
+                "sysrq: SysRq : Trigger a crash",
+                " [... 10 bytes of console log lost ...] tail"
+            ]
+        );
+        assert!(
+            all.iter()
+                .any(|(_, e)| matches!(e, ConsoleEvent::Crash { .. }))
+        );
+        let st = c.stats(ip()).unwrap();
+        assert_eq!((st.netlog_dup_bytes, st.netlog_gap_bytes), (21 + 14, 10));
+        // Offset 0 again: the module was reloaded (the host rebooted).
+        let ev = c.ingest_netlog(ip(), 0, start, t);
+        assert_eq!(ev[0].1, ConsoleEvent::Rebooted);
+        // u32 wrap-around is continuous, not a reboot.
+        let mut c = Collector::default();
+        c.ingest_netlog(ip(), u32::MAX - 2, b"ab", t);
+        let ev = c.ingest_netlog(ip(), u32::MAX, b"c\nd\n", t);
+        assert_eq!(lines(&ev), vec!["abc", "d"]);
+        let ev = c.ingest_netlog(ip(), 3, b"e\n", t);
+        assert_eq!(lines(&ev), vec!["e"]);
     }
 
     #[test]
