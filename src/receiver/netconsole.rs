@@ -373,6 +373,8 @@ impl Partial {
 
 /// Remembered recent records for duplicate detection: `(seq, ts_usec)`.
 const RECENT: usize = 512;
+/// Records after a stream (re)start during which a lower `seq` is taken as reordering.
+const START_GRACE: u64 = 16;
 /// Timestamps going backwards by more than this mean a new boot, not printk jitter.
 const TS_SLACK_USEC: u64 = 250_000;
 
@@ -381,6 +383,7 @@ const TS_SLACK_USEC: u64 = 250_000;
 pub struct Stream {
     // extended netconsole
     next_seq: Option<u64>,
+    emitted_since_reset: u64,
     last_ts: u64,
     last_msgid: Option<u32>,
     pending: BTreeMap<u64, Record>,
@@ -401,6 +404,7 @@ impl Stream {
     pub fn new(now: Instant) -> Self {
         Stream {
             next_seq: None,
+            emitted_since_reset: 0,
             last_ts: 0,
             last_msgid: None,
             pending: BTreeMap::new(),
@@ -674,8 +678,14 @@ impl Stream {
         };
         let ts_backwards = ts_usec.saturating_add(TS_SLACK_USEC) < self.last_ts;
         if seq < next {
-            if self.take_skipped(seq) && !ts_backwards {
+            // Late rather than a new boot: its gap was already given up as lost, or the stream
+            // just (re)started and the first records crossed on the way (nothing was held back
+            // for them yet). Timestamps going back always mean a new boot.
+            let just_started = self.emitted_since_reset < START_GRACE
+                && next - seq <= limits.reorder_window as u64;
+            if !ts_backwards && (self.take_skipped(seq) || just_started) {
                 self.stats.late += 1;
+                self.remember(seq, ts_usec);
                 emit_record_events(rec, out);
                 return;
             }
@@ -725,6 +735,7 @@ impl Stream {
         self.stats.reboots += 1;
         out.push(ConsoleEvent::Rebooted);
         self.next_seq = None;
+        self.emitted_since_reset = 0;
         self.last_msgid = None;
         self.last_ts = 0;
         self.recent.clear();
@@ -734,6 +745,7 @@ impl Stream {
 
     /// Emits one record in sequence order, with a `Lost` event for the gap before it.
     fn emit(&mut self, rec: Record, out: &mut Vec<ConsoleEvent>) {
+        self.emitted_since_reset += 1;
         if let Some(next) = self.next_seq {
             let seq_gap = rec.seq.saturating_sub(next);
             let lost = match (self.last_msgid, rec.msgid) {
@@ -756,11 +768,15 @@ impl Stream {
         if rec.msgid.is_some() {
             self.last_msgid = rec.msgid;
         }
-        if self.recent.len() == RECENT {
+        self.remember(rec.seq, rec.ts_usec);
+        emit_record_events(rec, out);
+    }
+
+    fn remember(&mut self, seq: u64, ts_usec: u64) {
+        if self.recent.len() >= RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back((rec.seq, rec.ts_usec));
-        emit_record_events(rec, out);
+        self.recent.push_back((seq, ts_usec));
     }
 
     /// Removes `seq` from the ranges given up as lost; true if it was there.
@@ -1227,6 +1243,26 @@ mod tests {
         all.extend(c.tick(t + Duration::from_secs(1)));
         assert_eq!(seqs(&all), vec![100, 105, 106]);
         assert_eq!(lost(&all), 2);
+    }
+
+    #[test]
+    fn reordering_at_stream_start_is_not_a_reboot() {
+        let mut c = Collector::default();
+        let t = Instant::now();
+        let mut all = c.ingest(ip(), &ext(5, 5000, "e"), t);
+        all.extend(c.ingest(ip(), &ext(4, 4000, "d"), t));
+        all.extend(c.ingest(ip(), &ext(6, 6000, "f"), t));
+        assert_eq!(seqs(&all), vec![5, 4, 6]);
+        assert!(!all.iter().any(|(_, e)| *e == ConsoleEvent::Rebooted));
+        // The late record repeated is a duplicate.
+        assert!(c.ingest(ip(), &ext(4, 4000, "d"), t).is_empty());
+        assert_eq!(c.stats(ip()).unwrap().duplicates, 1);
+        // Later on, a lower seq that was never skipped is a new boot.
+        for s in 7..40 {
+            all.extend(c.ingest(ip(), &ext(s, s * 1000, "x"), t));
+        }
+        let ev = c.ingest(ip(), &ext(30, 90_000, "new boot, further in time"), t);
+        assert_eq!(ev[0].1, ConsoleEvent::Rebooted);
     }
 
     #[test]
