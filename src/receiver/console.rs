@@ -260,7 +260,7 @@ impl ConsoleStore {
                 self.write_line(ip, now)
             }
             ConsoleEvent::Lost { count } => {
-                self.stats.lost += count;
+                self.stats.lost = self.stats.lost.saturating_add(count);
                 self.format_note(now, &format!("-- {count} console message(s) lost --"));
                 self.write_line(ip, now)
             }
@@ -950,6 +950,69 @@ mod tests {
             host.ring.iter().map(String::len).sum::<usize>(),
             host.ring_bytes
         );
+    }
+
+    fn arb_event() -> impl proptest::strategy::Strategy<Value = (u8, ConsoleEvent)> {
+        use proptest::prelude::*;
+        let text = proptest::collection::vec(any::<u8>(), 0..300)
+            .prop_map(|b| crate::receiver::netconsole::sanitize(&b));
+        (
+            0u8..3,
+            prop_oneof![
+                (
+                    proptest::option::of(any::<u64>()),
+                    proptest::option::of(0u8..8),
+                    text.clone()
+                )
+                    .prop_map(|(seq, level, text)| ConsoleEvent::Line {
+                        seq,
+                        level,
+                        ts_usec: seq,
+                        text,
+                        fields: vec![("k".into(), "v".into())],
+                    }),
+                any::<u64>().prop_map(|count| ConsoleEvent::Lost { count }),
+                Just(ConsoleEvent::Rebooted),
+                text.prop_map(|text| ConsoleEvent::Crash { text }),
+            ],
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_event_sequence_stays_inside_the_dump_dir(
+            events in proptest::collection::vec(arb_event(), 0..60),
+            step_ms in 0i64..90_000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = ConsoleConfig {
+                max_log_bytes: 2048,
+                keep_rotated: 1,
+                record_max_bytes: 1024,
+                record_quiet: Duration::from_secs(30),
+                ..ConsoleConfig::default()
+            };
+            let mut s = ConsoleStore::new(dir.path(), cfg);
+            let mut now = t0();
+            for (host, ev) in events {
+                now += chrono::Duration::milliseconds(step_ms);
+                let h = IpAddr::from([198, 18, 0, host]);
+                s.handle(h, ev, now).unwrap();
+                s.tick(now).unwrap();
+            }
+            s.flush().unwrap();
+            proptest::prop_assert_eq!(s.stats.errors, 0);
+            for e in std::fs::read_dir(dir.path()).unwrap() {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                proptest::prop_assert!(
+                    name == "console" || name == "events.jsonl" || name.starts_with("198.18.0."),
+                    "{}", name
+                );
+            }
+            let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap_or_default();
+            proptest::prop_assert_eq!(EventLog::parse(&text).len(), text.lines().count());
+            proptest::prop_assert_eq!(text.lines().count() as u64, s.stats.crashes);
+        }
     }
 
     #[test]

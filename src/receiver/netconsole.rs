@@ -759,7 +759,7 @@ impl Stream {
                 }
             }
             if lost > 0 {
-                self.stats.lost += lost;
+                self.stats.lost = self.stats.lost.saturating_add(lost);
                 out.push(ConsoleEvent::Lost { count: lost });
             }
         }
@@ -1545,6 +1545,52 @@ mod tests {
             let d = format!("{prefix},{seq},{ts},{flag}{frag};{body}");
             let _ = c.ingest(ip(), d.as_bytes(), t);
             let _ = c.tick(t + Duration::from_secs(10));
+        }
+
+        #[test]
+        fn drops_swaps_and_duplicates_account_exactly(
+            n in 3usize..120,
+            drop_mask in proptest::collection::vec(any::<bool>(), 120),
+            swap_mask in proptest::collection::vec(any::<bool>(), 120),
+            dup_mask in proptest::collection::vec(any::<bool>(), 120),
+            with_msgid in any::<bool>(),
+        ) {
+            // Keep the first and last record so every loss is a gap between two records.
+            let kept: Vec<u64> = (0..n as u64)
+                .filter(|&i| i == 0 || i == n as u64 - 1 || !drop_mask[i as usize])
+                .collect();
+            let mut wire: Vec<u64> = Vec::new();
+            for (k, &s) in kept.iter().enumerate() {
+                wire.push(s);
+                if dup_mask[k] {
+                    wire.push(s);
+                }
+            }
+            for k in 1..wire.len() - 1 {
+                if swap_mask[k] {
+                    wire.swap(k, k + 1);
+                }
+            }
+            // The first record on the wire must stay the lowest (a stream starts where it starts).
+            let first = wire.iter().position(|&s| s == 0).unwrap();
+            wire.swap(0, first);
+            let mut c = Collector::default();
+            let t = Instant::now();
+            let mut all = Vec::new();
+            for &s in &wire {
+                let d = if with_msgid {
+                    format!("6,{},{},-;m\n msgid={}\n", 500 + s, 1000 + s, s).into_bytes()
+                } else {
+                    ext(500 + s, 1000 + s, "m")
+                };
+                all.extend(c.ingest(ip(), &d, t));
+            }
+            all.extend(c.tick(t + Duration::from_secs(1)));
+            let expect: Vec<u64> = kept.iter().map(|s| 500 + s).collect();
+            prop_assert_eq!(seqs(&all), expect);
+            prop_assert_eq!(lost(&all), (n - kept.len()) as u64);
+            prop_assert!(!all.iter().any(|(_, e)| *e == ConsoleEvent::Rebooted));
+            prop_assert_eq!(c.stats(ip()).unwrap().duplicates, (wire.len() - kept.len()) as u64);
         }
 
         #[test]
