@@ -735,6 +735,23 @@ mod tests {
     }
 
     #[test]
+    fn huge_loss_counts_saturate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ConsoleStore::new(dir.path(), ConsoleConfig::default());
+        for _ in 0..2 {
+            s.handle(
+                ip(),
+                ConsoleEvent::Lost {
+                    count: u64::MAX - 1,
+                },
+                t0(),
+            )
+            .unwrap();
+        }
+        assert_eq!(s.stats.lost, u64::MAX);
+    }
+
+    #[test]
     fn rotates_by_size_and_keeps_n() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = ConsoleConfig {

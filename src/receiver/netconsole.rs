@@ -1566,8 +1566,8 @@ mod tests {
                     wire.push(s);
                 }
             }
-            for k in 1..wire.len() - 1 {
-                if swap_mask[k] {
+            for (k, &swap) in swap_mask.iter().enumerate().take(wire.len() - 1).skip(1) {
+                if swap {
                     wire.swap(k, k + 1);
                 }
             }
