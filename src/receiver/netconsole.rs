@@ -17,6 +17,22 @@
 //!
 //! Nothing here does IO or reads the clock: callers pass `now`, so every path is unit-testable.
 //! Nothing here panics on any input (see the proptests).
+//!
+//! ## Wiring (server.rs)
+//!
+//! ```text
+//! on datagram (buf, from) that is not a netdump frame (netdump-protocol.md §3.5 classifier):
+//!     for (ip, ev) in collector.ingest(from.ip(), buf, Instant::now()) {
+//!         store.handle(ip, ev, Utc::now());          // console::ConsoleStore; errors are
+//!     }                                              // already logged and counted
+//! on a netdump REPLY_LOG frame (info = byte offset, payload = text):
+//!     collector.ingest_netlog(from.ip(), info, payload, now) → store.handle(...)
+//! every 100–200 ms:
+//!     collector.tick(now) → store.handle(...); then store.tick(Utc::now())
+//! when a netdump dump starts for ip:
+//!     store.crash_dir_for(ip) gives the console's crash directory to put vmcore in, if any;
+//!     otherwise create one and pass it to store.adopt_crash_dir(ip, dir).
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
