@@ -258,9 +258,11 @@ pub fn sanitize(bytes: &[u8]) -> String {
 
 /// True for console lines that show a kernel crash: `sysrq: Trigger a crash` (and the older
 /// `SysRq : Trigger a crash`), `Kernel panic - not syncing`, `Oops:` / `Internal error: Oops`,
-/// `BUG:` and `kernel BUG at`. The pattern must start the message (after an optional printk
+/// `BUG:`, `kernel BUG at` and x86 `general protection fault` (which older kernels print
+/// without an `Oops:` prefix). The pattern must start the message (after an optional printk
 /// timestamp `[   12.345678]`, caller id `[T123]` and syslog `<N>` prefix), so ordinary lines
-/// that merely mention "bug" or "oops" do not match.
+/// that merely mention "bug" or "oops", and user-space `traps: … general protection fault`
+/// lines, do not match.
 pub fn is_crash_line(text: &str) -> bool {
     let t = strip_line_prefixes(text);
     if t.starts_with("Kernel panic - not syncing")
@@ -268,6 +270,7 @@ pub fn is_crash_line(text: &str) -> bool {
         || t.starts_with("Internal error: Oops")
         || t.starts_with("BUG:")
         || t.starts_with("kernel BUG at ")
+        || t.starts_with("general protection fault")
     {
         return true;
     }
@@ -1444,6 +1447,7 @@ mod tests {
             "<4>[   3.1] BUG: kernel NULL pointer dereference, address: 0000000000000000",
             "kernel BUG at mm/slub.c:123!",
             "Internal error: Oops: 96000045 [#1] SMP",
+            "general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI",
         ] {
             assert!(is_crash_line(yes), "{yes}");
         }
@@ -1455,6 +1459,7 @@ mod tests {
             "systemd[1]: Started Kernel panic handler",
             "sysrq: HELP : loglevel(0-9) reboot(b) crash(c)",
             "sysrq: Trigger",
+            "traps: a.out[123] general protection fault ip:401136 sp:7ffd error:0 in a.out",
             "",
         ] {
             assert!(!is_crash_line(no), "{no}");
