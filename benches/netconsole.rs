@@ -360,7 +360,9 @@ fn main() {
         "ratio     : pipeline/raw = {:.2}, core/raw = {:.2}; goal 500000 msgs/s: pipeline {}",
         pipe_rate / raw_rate,
         core_rate / raw_rate,
-        if pipe_rate >= 500_000.0 {
+        if !benching {
+            "not judged (smoke run under cargo test; rates mean nothing here)"
+        } else if pipe_rate >= 500_000.0 {
             "met"
         } else {
             "NOT met"
