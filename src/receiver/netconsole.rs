@@ -1375,6 +1375,17 @@ mod tests {
     }
 
     #[test]
+    fn reassembles_the_kernel_documentation_example() {
+        // Documentation/networking/netconsole.rst, "Extended console".
+        let mut c = Collector::default();
+        let t = Instant::now();
+        let mut all = c.ingest(ip(), b"6,416,1758426,-,ncfrag=16/31; the 2nd chunk.", t);
+        all.extend(c.ingest(ip(), b"6,416,1758426,-,ncfrag=0/31;the first chunk,", t));
+        assert_eq!(lines(&all), vec!["the first chunk, the 2nd chunk."]);
+        assert_eq!(seqs(&all), vec![416]);
+    }
+
+    #[test]
     fn missing_fragment_times_out_with_what_arrived() {
         let mut c = Collector::default();
         let t = Instant::now();
