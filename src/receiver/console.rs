@@ -266,7 +266,7 @@ impl ConsoleStore {
             }
             ConsoleEvent::Rebooted => {
                 self.stats.reboots += 1;
-                self.format_note(now, "-- sender rebooted (sequence numbers restarted) --");
+                self.format_note(now, "-- sender rebooted --");
                 let r = self.write_line(ip, now);
                 let r2 = self.close_record(ip);
                 r.and(r2)
