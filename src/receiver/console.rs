@@ -47,6 +47,14 @@ pub struct ConsoleConfig {
     pub keep_rotated: usize,
     /// Lines before a crash copied into the crash record.
     pub context_lines: usize,
+    /// Bytes of those lines kept per host at most.
+    pub context_bytes: usize,
+    /// Hosts tracked at once; the longest-silent host without an open crash record is
+    /// forgotten beyond this (its log is flushed and closed first).
+    pub max_hosts: usize,
+    /// Rolling log files kept open at once; the least recently written one is closed beyond
+    /// this (and reopened when its host writes again).
+    pub max_open_logs: usize,
     /// A crash record closes when its host sent nothing for this long.
     pub record_quiet: Duration,
     /// A crash record stops growing at this size.
@@ -61,6 +69,9 @@ impl Default for ConsoleConfig {
             max_log_bytes: 16 * 1024 * 1024,
             keep_rotated: 4,
             context_lines: 200,
+            context_bytes: 128 * 1024,
+            max_hosts: 1024,
+            max_open_logs: 256,
             record_quiet: Duration::from_secs(60),
             record_max_bytes: 8 * 1024 * 1024,
             flush_interval: Duration::from_millis(500),
@@ -92,6 +103,7 @@ struct HostLog {
     file: Option<BufWriter<File>>,
     size: u64,
     ring: VecDeque<String>,
+    ring_bytes: usize,
     record: Option<CrashRecord>,
     /// A directory the netdump side created for this host's current crash.
     adopted: Option<PathBuf>,
@@ -173,15 +185,57 @@ impl ConsoleStore {
     }
 
     fn host(&mut self, ip: IpAddr, now: DateTime<Utc>) -> &mut HostLog {
+        if !self.hosts.contains_key(&ip) && self.hosts.len() >= self.cfg.max_hosts.max(1) {
+            self.forget_one_host();
+        }
         let cap = self.cfg.context_lines;
         self.hosts.entry(ip).or_insert_with(|| HostLog {
             file: None,
             size: 0,
-            ring: VecDeque::with_capacity(cap.min(1024)),
+            ring: VecDeque::with_capacity(cap.min(256)),
+            ring_bytes: 0,
             record: None,
             adopted: None,
             last_line: now,
         })
+    }
+
+    /// Drops the longest-silent host, preferring one without an open crash record.
+    fn forget_one_host(&mut self) {
+        let victim = self
+            .hosts
+            .iter()
+            .min_by_key(|(_, h)| (h.record.is_some(), h.last_line))
+            .map(|(&ip, _)| ip);
+        let Some(ip) = victim else { return };
+        let _ = self.close_record(ip);
+        if let Some(mut h) = self.hosts.remove(&ip)
+            && let Some(mut f) = h.file.take()
+            && let Err(e) = f.flush()
+        {
+            self.error(&format!("flush console log of {ip}: {e}"));
+        }
+    }
+
+    /// Keeps the number of open rolling logs below `max_open_logs` before one more is opened.
+    fn limit_open_logs(&mut self) {
+        let open = self.hosts.values().filter(|h| h.file.is_some()).count();
+        if open < self.cfg.max_open_logs.max(1) {
+            return;
+        }
+        let victim = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.file.is_some())
+            .min_by_key(|(_, h)| h.last_line)
+            .map(|(&ip, _)| ip);
+        if let Some(ip) = victim
+            && let Some(h) = self.hosts.get_mut(&ip)
+            && let Some(mut f) = h.file.take()
+            && let Err(e) = f.flush()
+        {
+            self.error(&format!("flush console log of {ip}: {e}"));
+        }
     }
 
     /// Records one event of host `ip` received at `now`. Errors are already logged and counted;
@@ -206,13 +260,13 @@ impl ConsoleStore {
                 self.write_line(ip, now)
             }
             ConsoleEvent::Lost { count } => {
-                self.stats.lost += count;
+                self.stats.lost = self.stats.lost.saturating_add(count);
                 self.format_note(now, &format!("-- {count} console message(s) lost --"));
                 self.write_line(ip, now)
             }
             ConsoleEvent::Rebooted => {
                 self.stats.reboots += 1;
-                self.format_note(now, "-- sender rebooted (sequence numbers restarted) --");
+                self.format_note(now, "-- sender rebooted --");
                 let r = self.write_line(ip, now);
                 let r2 = self.close_record(ip);
                 r.and(r2)
@@ -349,6 +403,7 @@ impl ConsoleStore {
             result = self.rotate(ip);
         }
         if self.host(ip, now).file.is_none() {
+            self.limit_open_logs();
             match self.open_log(ip) {
                 Ok((f, size)) => {
                     let h = self.host(ip, now);
@@ -362,6 +417,7 @@ impl ConsoleStore {
             }
         }
         let cap = self.cfg.context_lines;
+        let cap_bytes = self.cfg.context_bytes;
         let rec_max = self.cfg.record_max_bytes;
         let line = &self.line;
         let Some(h) = self.hosts.get_mut(&ip) else {
@@ -379,14 +435,17 @@ impl ConsoleStore {
                 }
             }
         }
-        if cap > 0 {
-            let mut slot = if h.ring.len() >= cap {
-                h.ring.pop_front().unwrap_or_default()
-            } else {
-                String::new()
-            };
+        if cap > 0 && line.len() <= cap_bytes {
+            // Reuse the evicted line's allocation: no allocation per line once the ring is full.
+            let mut slot = String::new();
+            while h.ring.len() >= cap || h.ring_bytes + line.len() > cap_bytes {
+                let Some(old) = h.ring.pop_front() else { break };
+                h.ring_bytes -= old.len();
+                slot = old;
+            }
             slot.clear();
             slot.push_str(line);
+            h.ring_bytes += slot.len();
             h.ring.push_back(slot);
         }
         if let Some(r) = &mut h.record
@@ -676,6 +735,23 @@ mod tests {
     }
 
     #[test]
+    fn huge_loss_counts_saturate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ConsoleStore::new(dir.path(), ConsoleConfig::default());
+        for _ in 0..2 {
+            s.handle(
+                ip(),
+                ConsoleEvent::Lost {
+                    count: u64::MAX - 1,
+                },
+                t0(),
+            )
+            .unwrap();
+        }
+        assert_eq!(s.stats.lost, u64::MAX);
+    }
+
+    #[test]
     fn rotates_by_size_and_keeps_n() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = ConsoleConfig {
@@ -847,6 +923,113 @@ mod tests {
                 .unwrap()
                 .contains("Kernel panic")
         );
+    }
+
+    #[test]
+    fn hosts_open_files_and_context_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ConsoleConfig {
+            max_hosts: 4,
+            max_open_logs: 2,
+            context_lines: 100,
+            context_bytes: 100,
+            ..ConsoleConfig::default()
+        };
+        let mut s = ConsoleStore::new(dir.path(), cfg);
+        for round in 0..3 {
+            for i in 0..10u8 {
+                let h = IpAddr::from([198, 18, 1, i]);
+                let t = t0() + chrono::Duration::seconds(i64::from(round * 10 + i));
+                s.handle(h, line(&format!("r{round} host {i}")), t).unwrap();
+                assert!(s.hosts.len() <= 4);
+                assert!(s.hosts.values().filter(|h| h.file.is_some()).count() <= 2);
+            }
+        }
+        s.flush().unwrap();
+        // Every line still reached its host's log, across closes and reopens.
+        for i in 0..10u8 {
+            let p = s.log_path(IpAddr::from([198, 18, 1, i]));
+            assert_eq!(std::fs::read_to_string(p).unwrap().lines().count(), 3);
+        }
+        // 100 context bytes hold three 31-byte lines, not 100 lines.
+        let h = IpAddr::from([198, 18, 1, 9]);
+        for k in 0..5 {
+            s.handle(h, line(&format!("ctx {k}")), t0()).unwrap();
+        }
+        let host = &s.hosts[&h];
+        assert!(host.ring_bytes <= 100);
+        assert_eq!(host.ring.len(), 3);
+        assert_eq!(
+            host.ring.back().unwrap().trim_end().split(' ').next_back(),
+            Some("4")
+        );
+        assert_eq!(
+            host.ring.iter().map(String::len).sum::<usize>(),
+            host.ring_bytes
+        );
+    }
+
+    fn arb_event() -> impl proptest::strategy::Strategy<Value = (u8, ConsoleEvent)> {
+        use proptest::prelude::*;
+        let text = proptest::collection::vec(any::<u8>(), 0..300)
+            .prop_map(|b| crate::receiver::netconsole::sanitize(&b));
+        (
+            0u8..3,
+            prop_oneof![
+                (
+                    proptest::option::of(any::<u64>()),
+                    proptest::option::of(0u8..8),
+                    text.clone()
+                )
+                    .prop_map(|(seq, level, text)| ConsoleEvent::Line {
+                        seq,
+                        level,
+                        ts_usec: seq,
+                        text,
+                        fields: vec![("k".into(), "v".into())],
+                    }),
+                any::<u64>().prop_map(|count| ConsoleEvent::Lost { count }),
+                Just(ConsoleEvent::Rebooted),
+                text.prop_map(|text| ConsoleEvent::Crash { text }),
+            ],
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_event_sequence_stays_inside_the_dump_dir(
+            events in proptest::collection::vec(arb_event(), 0..60),
+            step_ms in 0i64..90_000,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = ConsoleConfig {
+                max_log_bytes: 2048,
+                keep_rotated: 1,
+                record_max_bytes: 1024,
+                record_quiet: Duration::from_secs(30),
+                ..ConsoleConfig::default()
+            };
+            let mut s = ConsoleStore::new(dir.path(), cfg);
+            let mut now = t0();
+            for (host, ev) in events {
+                now += chrono::Duration::milliseconds(step_ms);
+                let h = IpAddr::from([198, 18, 0, host]);
+                s.handle(h, ev, now).unwrap();
+                s.tick(now).unwrap();
+            }
+            s.flush().unwrap();
+            proptest::prop_assert_eq!(s.stats.errors, 0);
+            for e in std::fs::read_dir(dir.path()).unwrap() {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                proptest::prop_assert!(
+                    name == "console" || name == "events.jsonl" || name.starts_with("198.18.0."),
+                    "{}", name
+                );
+            }
+            let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap_or_default();
+            proptest::prop_assert_eq!(EventLog::parse(&text).len(), text.lines().count());
+            proptest::prop_assert_eq!(text.lines().count() as u64, s.stats.crashes);
+        }
     }
 
     #[test]

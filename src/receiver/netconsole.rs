@@ -17,6 +17,22 @@
 //!
 //! Nothing here does IO or reads the clock: callers pass `now`, so every path is unit-testable.
 //! Nothing here panics on any input (see the proptests).
+//!
+//! ## Wiring (server.rs)
+//!
+//! ```text
+//! on datagram (buf, from) that is not a netdump frame (netdump-protocol.md §3.5 classifier):
+//!     for (ip, ev) in collector.ingest(from.ip(), buf, Instant::now()) {
+//!         store.handle(ip, ev, Utc::now());          // console::ConsoleStore; errors are
+//!     }                                              // already logged and counted
+//! on a netdump REPLY_LOG frame (info = byte offset, payload = text):
+//!     collector.ingest_netlog(from.ip(), info, payload, now) → store.handle(...)
+//! every 100–200 ms:
+//!     collector.tick(now) → store.handle(...); then store.tick(Utc::now())
+//! when a netdump dump starts for ip:
+//!     store.crash_dir_for(ip) gives the console's crash directory to put vmcore in, if any;
+//!     otherwise create one and pass it to store.adopt_crash_dir(ip, dir).
+//! ```
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -60,6 +76,8 @@ pub struct Limits {
     pub max_record: usize,
     /// Most incomplete fragmented records per source.
     pub max_fragmented: usize,
+    /// Most bytes held in incomplete fragmented records per source.
+    pub max_fragment_bytes: usize,
     /// Longest partial plain-text line kept before it is emitted as is.
     pub max_partial_line: usize,
     /// How long a partial plain-text line waits for its newline.
@@ -71,12 +89,13 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_sources: 4096,
+            max_sources: 1024,
             reorder_timeout: Duration::from_millis(200),
             reorder_window: 256,
             fragment_timeout: Duration::from_millis(1000),
             max_record: 64 * 1024,
             max_fragmented: 32,
+            max_fragment_bytes: 128 * 1024,
             max_partial_line: 4096,
             partial_line_timeout: Duration::from_millis(1000),
             idle_forget: Duration::from_secs(6 * 3600),
@@ -99,6 +118,10 @@ pub struct StreamStats {
     pub incomplete: u64,
     /// Fragments dropped: bad offsets, oversize totals, or over the per-source bound.
     pub bad_fragments: u64,
+    /// netlog bytes skipped as already received (duplicate or overlapping `REPLY_LOG` frames).
+    pub netlog_dup_bytes: u64,
+    /// netlog bytes that never arrived (gaps in the `REPLY_LOG` offsets).
+    pub netlog_gap_bytes: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,9 +258,11 @@ pub fn sanitize(bytes: &[u8]) -> String {
 
 /// True for console lines that show a kernel crash: `sysrq: Trigger a crash` (and the older
 /// `SysRq : Trigger a crash`), `Kernel panic - not syncing`, `Oops:` / `Internal error: Oops`,
-/// `BUG:` and `kernel BUG at`. The pattern must start the message (after an optional printk
+/// `BUG:`, `kernel BUG at` and x86 `general protection fault` (which older kernels print
+/// without an `Oops:` prefix). The pattern must start the message (after an optional printk
 /// timestamp `[   12.345678]`, caller id `[T123]` and syslog `<N>` prefix), so ordinary lines
-/// that merely mention "bug" or "oops" do not match.
+/// that merely mention "bug" or "oops", and user-space `traps: … general protection fault`
+/// lines, do not match.
 pub fn is_crash_line(text: &str) -> bool {
     let t = strip_line_prefixes(text);
     if t.starts_with("Kernel panic - not syncing")
@@ -245,6 +270,7 @@ pub fn is_crash_line(text: &str) -> bool {
         || t.starts_with("Internal error: Oops")
         || t.starts_with("BUG:")
         || t.starts_with("kernel BUG at ")
+        || t.starts_with("general protection fault")
     {
         return true;
     }
@@ -252,6 +278,9 @@ pub fn is_crash_line(text: &str) -> bool {
 }
 
 fn is_sysrq_crash(t: &str) -> bool {
+    if !t.starts_with(['s', 'S']) {
+        return false;
+    }
     // Compare case-insensitively with whitespace removed: "sysrq: Trigger a crash",
     // "SysRq : Trigger a crash", "sysrq: SysRq : Trigger a crash".
     let mut squeezed = String::with_capacity(48);
@@ -363,6 +392,8 @@ impl Partial {
 
 /// Remembered recent records for duplicate detection: `(seq, ts_usec)`.
 const RECENT: usize = 512;
+/// Records after a stream (re)start during which a lower `seq` is taken as reordering.
+const START_GRACE: u64 = 16;
 /// Timestamps going backwards by more than this mean a new boot, not printk jitter.
 const TS_SLACK_USEC: u64 = 250_000;
 
@@ -371,6 +402,7 @@ const TS_SLACK_USEC: u64 = 250_000;
 pub struct Stream {
     // extended netconsole
     next_seq: Option<u64>,
+    emitted_since_reset: u64,
     last_ts: u64,
     last_msgid: Option<u32>,
     pending: BTreeMap<u64, Record>,
@@ -379,7 +411,8 @@ pub struct Stream {
     recent: VecDeque<(u64, u64)>,
     /// Seq ranges `[a, b)` given up as lost, so a late arrival is told from a reboot.
     skipped: VecDeque<(u64, u64)>,
-    // plain netconsole
+    // plain netconsole, and RHEL netlog (`REPLY_LOG` byte offsets)
+    netlog_next: Option<u32>,
     line: Vec<u8>,
     line_since: Option<Instant>,
     last_heard: Instant,
@@ -390,6 +423,7 @@ impl Stream {
     pub fn new(now: Instant) -> Self {
         Stream {
             next_seq: None,
+            emitted_since_reset: 0,
             last_ts: 0,
             last_msgid: None,
             pending: BTreeMap::new(),
@@ -397,6 +431,7 @@ impl Stream {
             partial_bytes: 0,
             recent: VecDeque::new(),
             skipped: VecDeque::new(),
+            netlog_next: None,
             line: Vec::new(),
             line_since: None,
             last_heard: now,
@@ -459,6 +494,47 @@ impl Stream {
         }
     }
 
+    /// Feeds one RHEL netlog `REPLY_LOG` payload whose first byte is at `offset` of the
+    /// sender's console stream (the frame's `info`, a wrapping u32 byte count since module
+    /// load). Bytes already received are skipped; offset 0 after a stream that went further
+    /// means the module was reloaded or the host rebooted; a gap is counted in
+    /// `stats.netlog_gap_bytes` and marked in the log text.
+    pub fn ingest_netlog(
+        &mut self,
+        offset: u32,
+        payload: &[u8],
+        now: Instant,
+        limits: &Limits,
+        out: &mut Vec<ConsoleEvent>,
+    ) {
+        self.stats.datagrams += 1;
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        let mut data = payload;
+        if let Some(next) = self.netlog_next {
+            let delta = offset.wrapping_sub(next) as i32;
+            if offset == 0 && next > len {
+                self.flush_line(out);
+                self.stats.reboots += 1;
+                out.push(ConsoleEvent::Rebooted);
+            } else if delta < 0 {
+                let skip = (delta.unsigned_abs() as usize).min(data.len());
+                self.stats.netlog_dup_bytes += skip as u64;
+                data = &data[skip..];
+                if data.is_empty() {
+                    return;
+                }
+            } else if delta > 0 {
+                self.stats.netlog_gap_bytes += delta as u64;
+                self.line.extend_from_slice(
+                    format!(" [... {delta} bytes of console log lost ...] ").as_bytes(),
+                );
+                self.line_since.get_or_insert(now);
+            }
+        }
+        self.netlog_next = Some(offset.wrapping_add(len));
+        self.ingest_plain(data, now, limits, out);
+    }
+
     fn flush_line(&mut self, out: &mut Vec<ConsoleEvent>) {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
@@ -475,6 +551,11 @@ impl Stream {
             return;
         }
         self.stats.plain_lines += 1;
+        // Plain text has no sequence numbers; the kernel's boot banner is the reboot marker.
+        if strip_line_prefixes(&text).starts_with("Linux version ") && self.stats.plain_lines > 1 {
+            self.stats.reboots += 1;
+            out.push(ConsoleEvent::Rebooted);
+        }
         push_line(out, None, None, None, text, Vec::new());
     }
 
@@ -501,7 +582,7 @@ impl Stream {
         }
         if !self.partials.contains_key(&hdr.seq) {
             if self.partials.len() >= limits.max_fragmented
-                || self.partial_bytes + total > limits.max_fragmented * 8 * 1024
+                || self.partial_bytes + total > limits.max_fragment_bytes
             {
                 self.expire_oldest_partial(now, limits, out);
             }
@@ -572,6 +653,11 @@ impl Stream {
         if let Some(r) = self.pending.get(&seq) {
             return r.ts_usec == ts;
         }
+        // Everything emitted (and so in `recent`) is below `next_seq`: the common in-order case
+        // needs no scan.
+        if self.next_seq.is_none_or(|n| seq >= n) {
+            return false;
+        }
         self.recent.iter().any(|&(s, t)| s == seq && t == ts)
     }
 
@@ -611,8 +697,14 @@ impl Stream {
         };
         let ts_backwards = ts_usec.saturating_add(TS_SLACK_USEC) < self.last_ts;
         if seq < next {
-            if self.take_skipped(seq) && !ts_backwards {
+            // Late rather than a new boot: its gap was already given up as lost, or the stream
+            // just (re)started and the first records crossed on the way (nothing was held back
+            // for them yet). Timestamps going back always mean a new boot.
+            let just_started = self.emitted_since_reset < START_GRACE
+                && next - seq <= limits.reorder_window as u64;
+            if !ts_backwards && (self.take_skipped(seq) || just_started) {
                 self.stats.late += 1;
+                self.remember(seq, ts_usec);
                 emit_record_events(rec, out);
                 return;
             }
@@ -662,6 +754,7 @@ impl Stream {
         self.stats.reboots += 1;
         out.push(ConsoleEvent::Rebooted);
         self.next_seq = None;
+        self.emitted_since_reset = 0;
         self.last_msgid = None;
         self.last_ts = 0;
         self.recent.clear();
@@ -671,6 +764,7 @@ impl Stream {
 
     /// Emits one record in sequence order, with a `Lost` event for the gap before it.
     fn emit(&mut self, rec: Record, out: &mut Vec<ConsoleEvent>) {
+        self.emitted_since_reset += 1;
         if let Some(next) = self.next_seq {
             let seq_gap = rec.seq.saturating_sub(next);
             let lost = match (self.last_msgid, rec.msgid) {
@@ -684,7 +778,7 @@ impl Stream {
                 }
             }
             if lost > 0 {
-                self.stats.lost += lost;
+                self.stats.lost = self.stats.lost.saturating_add(lost);
                 out.push(ConsoleEvent::Lost { count: lost });
             }
         }
@@ -693,11 +787,15 @@ impl Stream {
         if rec.msgid.is_some() {
             self.last_msgid = rec.msgid;
         }
-        if self.recent.len() == RECENT {
+        self.remember(rec.seq, rec.ts_usec);
+        emit_record_events(rec, out);
+    }
+
+    fn remember(&mut self, seq: u64, ts_usec: u64) {
+        if self.recent.len() >= RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back((rec.seq, rec.ts_usec));
-        emit_record_events(rec, out);
+        self.recent.push_back((seq, ts_usec));
     }
 
     /// Removes `seq` from the ranges given up as lost; true if it was there.
@@ -873,6 +971,25 @@ impl Collector {
         out
     }
 
+    /// Feeds a RHEL netlog `REPLY_LOG` frame's payload and `info` offset (see
+    /// [`Stream::ingest_netlog`]), received from `src`.
+    pub fn ingest_netlog(
+        &mut self,
+        src: IpAddr,
+        offset: u32,
+        payload: &[u8],
+        now: Instant,
+    ) -> Vec<(IpAddr, ConsoleEvent)> {
+        let src = src.to_canonical();
+        let mut out = Vec::new();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (stream, limits) = self.stream(src, now, &mut out);
+        stream.ingest_netlog(offset, payload, now, limits, &mut scratch);
+        out.extend(scratch.drain(..).map(|e| (src, e)));
+        self.scratch = scratch;
+        out
+    }
+
     fn stream(
         &mut self,
         src: IpAddr,
@@ -1030,11 +1147,65 @@ mod tests {
             assert_eq!((*seq, *level), (None, None));
         }
         // A partial line is flushed after the timeout.
+        // The boot banner over plain netconsole marks a reboot.
+        let ev = c.ingest(
+            ip(),
+            b"[    0.000000] Linux version 6.1.0-28-amd64 (debian-kernel@lists.debian.org)\n",
+            t,
+        );
+        assert_eq!(ev[0].1, ConsoleEvent::Rebooted);
+        assert_eq!(lines(&ev).len(), 1);
         let ev = c.ingest(ip(), b"no newline", t);
         assert!(ev.is_empty());
         assert!(c.tick(t + Duration::from_millis(10)).is_empty());
         let ev = c.tick(t + Duration::from_secs(2));
         assert_eq!(lines(&ev), vec!["no newline"]);
+    }
+
+    #[test]
+    fn netlog_offsets_drop_duplicates_and_mark_gaps_and_restarts() {
+        let mut c = Collector::default();
+        let t = Instant::now();
+        let start = b"[...network console startup...]\n";
+        let mut all = c.ingest_netlog(ip(), 0, start, t);
+        let off = start.len() as u32;
+        all.extend(c.ingest_netlog(ip(), off, b"eth0: link up\nsysrq: ", t));
+        // Retransmitted/overlapping frame: only the new tail counts.
+        all.extend(c.ingest_netlog(
+            ip(),
+            off,
+            b"eth0: link up\nsysrq: SysRq : Trigger a crash\n",
+            t,
+        ));
+        all.extend(c.ingest_netlog(ip(), off, b"eth0: link up\n", t));
+        let next = off + 45;
+        // 10 bytes never arrive.
+        all.extend(c.ingest_netlog(ip(), next + 10, b"tail\n", t));
+        assert_eq!(
+            lines(&all),
+            vec![
+                "[...network console startup...]",
+                "eth0: link up",
+                "sysrq: SysRq : Trigger a crash",
+                " [... 10 bytes of console log lost ...] tail"
+            ]
+        );
+        assert!(
+            all.iter()
+                .any(|(_, e)| matches!(e, ConsoleEvent::Crash { .. }))
+        );
+        let st = c.stats(ip()).unwrap();
+        assert_eq!((st.netlog_dup_bytes, st.netlog_gap_bytes), (21 + 14, 10));
+        // Offset 0 again: the module was reloaded (the host rebooted).
+        let ev = c.ingest_netlog(ip(), 0, start, t);
+        assert_eq!(ev[0].1, ConsoleEvent::Rebooted);
+        // u32 wrap-around is continuous, not a reboot.
+        let mut c = Collector::default();
+        c.ingest_netlog(ip(), u32::MAX - 2, b"ab", t);
+        let ev = c.ingest_netlog(ip(), u32::MAX, b"c\nd\n", t);
+        assert_eq!(lines(&ev), vec!["abc", "d"]);
+        let ev = c.ingest_netlog(ip(), 3, b"e\n", t);
+        assert_eq!(lines(&ev), vec!["e"]);
     }
 
     #[test]
@@ -1091,6 +1262,26 @@ mod tests {
         all.extend(c.tick(t + Duration::from_secs(1)));
         assert_eq!(seqs(&all), vec![100, 105, 106]);
         assert_eq!(lost(&all), 2);
+    }
+
+    #[test]
+    fn reordering_at_stream_start_is_not_a_reboot() {
+        let mut c = Collector::default();
+        let t = Instant::now();
+        let mut all = c.ingest(ip(), &ext(5, 5000, "e"), t);
+        all.extend(c.ingest(ip(), &ext(4, 4000, "d"), t));
+        all.extend(c.ingest(ip(), &ext(6, 6000, "f"), t));
+        assert_eq!(seqs(&all), vec![5, 4, 6]);
+        assert!(!all.iter().any(|(_, e)| *e == ConsoleEvent::Rebooted));
+        // The late record repeated is a duplicate.
+        assert!(c.ingest(ip(), &ext(4, 4000, "d"), t).is_empty());
+        assert_eq!(c.stats(ip()).unwrap().duplicates, 1);
+        // Later on, a lower seq that was never skipped is a new boot.
+        for s in 7..40 {
+            all.extend(c.ingest(ip(), &ext(s, s * 1000, "x"), t));
+        }
+        let ev = c.ingest(ip(), &ext(30, 90_000, "new boot, further in time"), t);
+        assert_eq!(ev[0].1, ConsoleEvent::Rebooted);
     }
 
     #[test]
@@ -1184,6 +1375,17 @@ mod tests {
     }
 
     #[test]
+    fn reassembles_the_kernel_documentation_example() {
+        // Documentation/networking/netconsole.rst, "Extended console".
+        let mut c = Collector::default();
+        let t = Instant::now();
+        let mut all = c.ingest(ip(), b"6,416,1758426,-,ncfrag=16/31; the 2nd chunk.", t);
+        all.extend(c.ingest(ip(), b"6,416,1758426,-,ncfrag=0/31;the first chunk,", t));
+        assert_eq!(lines(&all), vec!["the first chunk, the 2nd chunk."]);
+        assert_eq!(seqs(&all), vec![416]);
+    }
+
+    #[test]
     fn missing_fragment_times_out_with_what_arrived() {
         let mut c = Collector::default();
         let t = Instant::now();
@@ -1256,6 +1458,7 @@ mod tests {
             "<4>[   3.1] BUG: kernel NULL pointer dereference, address: 0000000000000000",
             "kernel BUG at mm/slub.c:123!",
             "Internal error: Oops: 96000045 [#1] SMP",
+            "general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI",
         ] {
             assert!(is_crash_line(yes), "{yes}");
         }
@@ -1267,6 +1470,7 @@ mod tests {
             "systemd[1]: Started Kernel panic handler",
             "sysrq: HELP : loglevel(0-9) reboot(b) crash(c)",
             "sysrq: Trigger",
+            "traps: a.out[123] general protection fault ip:401136 sp:7ffd error:0 in a.out",
             "",
         ] {
             assert!(!is_crash_line(no), "{no}");
@@ -1373,6 +1577,52 @@ mod tests {
             let d = format!("{prefix},{seq},{ts},{flag}{frag};{body}");
             let _ = c.ingest(ip(), d.as_bytes(), t);
             let _ = c.tick(t + Duration::from_secs(10));
+        }
+
+        #[test]
+        fn drops_swaps_and_duplicates_account_exactly(
+            n in 3usize..120,
+            drop_mask in proptest::collection::vec(any::<bool>(), 120),
+            swap_mask in proptest::collection::vec(any::<bool>(), 120),
+            dup_mask in proptest::collection::vec(any::<bool>(), 120),
+            with_msgid in any::<bool>(),
+        ) {
+            // Keep the first and last record so every loss is a gap between two records.
+            let kept: Vec<u64> = (0..n as u64)
+                .filter(|&i| i == 0 || i == n as u64 - 1 || !drop_mask[i as usize])
+                .collect();
+            let mut wire: Vec<u64> = Vec::new();
+            for (k, &s) in kept.iter().enumerate() {
+                wire.push(s);
+                if dup_mask[k] {
+                    wire.push(s);
+                }
+            }
+            for (k, &swap) in swap_mask.iter().enumerate().take(wire.len() - 1).skip(1) {
+                if swap {
+                    wire.swap(k, k + 1);
+                }
+            }
+            // The first record on the wire must stay the lowest (a stream starts where it starts).
+            let first = wire.iter().position(|&s| s == 0).unwrap();
+            wire.swap(0, first);
+            let mut c = Collector::default();
+            let t = Instant::now();
+            let mut all = Vec::new();
+            for &s in &wire {
+                let d = if with_msgid {
+                    format!("6,{},{},-;m\n msgid={}\n", 500 + s, 1000 + s, s).into_bytes()
+                } else {
+                    ext(500 + s, 1000 + s, "m")
+                };
+                all.extend(c.ingest(ip(), &d, t));
+            }
+            all.extend(c.tick(t + Duration::from_secs(1)));
+            let expect: Vec<u64> = kept.iter().map(|s| 500 + s).collect();
+            prop_assert_eq!(seqs(&all), expect);
+            prop_assert_eq!(lost(&all), (n - kept.len()) as u64);
+            prop_assert!(!all.iter().any(|(_, e)| *e == ConsoleEvent::Rebooted));
+            prop_assert_eq!(c.stats(ip()).unwrap().duplicates, (wire.len() - kept.len()) as u64);
         }
 
         #[test]
