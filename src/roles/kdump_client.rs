@@ -12,7 +12,7 @@ use crate::resources::{File, KeyPair, Package, Resource, Service};
 use crate::settings::ClientSettings;
 use crate::templates::Templates;
 
-pub const NETCONSOLE_SCRIPT: &str = "/usr/local/sbin/netdump-netconsole";
+pub const NETCONSOLE_MODPROBE: &str = "/etc/modprobe.d/netdump-provision-netconsole.conf";
 pub const NETCONSOLE_UNIT: &str = "/etc/systemd/system/netdump-netconsole.service";
 pub const NETCONSOLE_SERVICE: &str = "netdump-netconsole";
 pub const GRUB_DROPIN: &str = "/etc/default/grub.d/netdump-provision-crashkernel.cfg";
@@ -191,16 +191,16 @@ pub fn resources(
             }
         })?;
         let script = root_file(
-            NETCONSOLE_SCRIPT,
+            NETCONSOLE_MODPROBE,
             render(
                 templates,
                 s,
-                "netconsole.sh.j2",
+                "netconsole-modprobe.conf.j2",
                 json!({"dev": dev, "local_ip": route.and_then(|r| r.src.clone()),
                        "server_address": s.server_address, "port": s.kdump.netconsole_port,
                        "mac": route.and_then(|r| r.mac.clone()), "extended": s.kdump.netconsole_extended}),
             )?,
-            0o755,
+            0o644,
         );
         let script_id = script.id();
         r.push(Box::new(script));
@@ -210,7 +210,8 @@ pub fn resources(
                 templates,
                 s,
                 "netconsole.service.j2",
-                json!({"server_address": s.server_address, "port": s.kdump.netconsole_port}),
+                json!({"server_address": s.server_address, "port": s.kdump.netconsole_port,
+                       "modprobe_conf": NETCONSOLE_MODPROBE}),
             )?,
             0o644,
         );
@@ -314,6 +315,20 @@ mod tests {
                 json!({"dump_dir": "/var/crash", "core_collector": c.kdump.core_collector,
                        "ssh_user": "netdump", "server_address": "198.19.0.10",
                        "ssh_key": "/root/.ssh/kdump_id_rsa"}),
+            )
+            .unwrap(),
+        );
+    }
+
+    #[test]
+    fn netconsole_options_match_golden_file() {
+        let t = Templates::new(None).unwrap();
+        golden(
+            "netconsole-modprobe.conf",
+            &t.render(
+                "netconsole-modprobe.conf.j2",
+                json!({"dev": "ens3", "local_ip": "198.19.0.11", "server_address": "198.19.0.10",
+                       "port": 6666, "mac": "52:54:c6:13:00:0a", "extended": true}),
             )
             .unwrap(),
         );
