@@ -30,8 +30,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/netconsole.service.j2"),
     ),
     (
-        "netconsole.sh.j2",
-        include_str!("../templates/netconsole.sh.j2"),
+        "netconsole-modprobe.conf.j2",
+        include_str!("../templates/netconsole-modprobe.conf.j2"),
     ),
 ];
 
