@@ -48,10 +48,6 @@ const MANAGED_OPTIONS: &[(&str, &str)] = &[
         "the host-key policy is provision's own: strict by default, --accept-new-host-keys to record keys of new hosts; a changed key is always refused",
     ),
     (
-        "userknownhostsfile",
-        "set the known_hosts file with provision's --known-hosts option instead",
-    ),
-    (
         "globalknownhostsfile",
         "set the known_hosts file with provision's --known-hosts option instead",
     ),
@@ -137,6 +133,17 @@ pub fn parse_common_args(args: &[String]) -> Result<CommonArgs, String> {
             parsed.strict = true;
             continue;
         }
+        if lower == "userknownhostsfile" {
+            // A pinned known_hosts file for this host (as Ansible inventories write it): checked
+            // as strictly as --known-hosts, which it replaces for this host. One file only.
+            if value.split_whitespace().count() != 1 {
+                return Err(format!(
+                    "ansible_ssh_common_args: `-o {key}={value}`: give exactly one known_hosts file"
+                ));
+            }
+            parsed.known_hosts = Some(std::path::PathBuf::from(value));
+            continue;
+        }
         if let Some((_, why)) = MANAGED_OPTIONS.iter().find(|(k, _)| *k == lower) {
             return Err(format!(
                 "ansible_ssh_common_args: `-o {key}={value}` is not accepted: {why}"
@@ -154,6 +161,8 @@ pub struct CommonArgs {
     pub options: Vec<(String, String)>,
     /// `StrictHostKeyChecking=yes` was given: never accept new keys for this host.
     pub strict: bool,
+    /// `UserKnownHostsFile=FILE`: the known_hosts file for this host (instead of --known-hosts).
+    pub known_hosts: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]
@@ -191,6 +200,24 @@ mod tests {
             ]
         );
         assert!(!p.strict);
+    }
+
+    #[test]
+    fn user_known_hosts_file_pins_this_host() {
+        let p = parse_common_args(&args(&[
+            "-o",
+            "UserKnownHostsFile=/var/lib/lab/known_hosts",
+            "-o",
+            "StrictHostKeyChecking=yes",
+        ]))
+        .unwrap();
+        assert_eq!(
+            p.known_hosts.as_deref(),
+            Some(std::path::Path::new("/var/lib/lab/known_hosts"))
+        );
+        assert!(p.strict && p.options.is_empty());
+        assert!(parse_common_args(&args(&["-o", "UserKnownHostsFile=/a /b"])).is_err());
+        assert!(parse_common_args(&args(&["-o", "StrictHostKeyChecking=no"])).is_err());
     }
 
     #[test]

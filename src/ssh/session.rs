@@ -60,6 +60,12 @@ pub async fn connect(target: &Target, opts: &SshOptions) -> Result<SshHost, SshE
         )));
     }
     let common = parse_common_args(&target.ssh_common_args).map_err(other)?;
+    // `-o UserKnownHostsFile=` in the inventory pins this host's keys in that file.
+    let mut opts = opts.clone();
+    if let Some(kh) = &common.known_hosts {
+        opts.known_hosts = Some(kh.clone());
+    }
+    let opts = &opts;
     let control_dir = prepare_control_dir(opts).map_err(other)?;
     let session = launch(target, opts, &common, &control_dir).await?;
     Ok(SshHost {
