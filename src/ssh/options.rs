@@ -141,6 +141,11 @@ pub fn parse_common_args(args: &[String]) -> Result<CommonArgs, String> {
                     "ansible_ssh_common_args: `-o {key}={value}`: give exactly one known_hosts file"
                 ));
             }
+            if value == "/dev/null" {
+                return Err(format!(
+                    "ansible_ssh_common_args: `-o {key}={value}` would disable host-key checking; pin the keys in a known_hosts file (or use --accept-new-host-keys once)"
+                ));
+            }
             parsed.known_hosts = Some(std::path::PathBuf::from(value));
             continue;
         }
