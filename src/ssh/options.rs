@@ -143,7 +143,7 @@ pub fn parse_common_args(args: &[String]) -> Result<CommonArgs, String> {
             }
             if value == "/dev/null" {
                 return Err(format!(
-                    "ansible_ssh_common_args: `-o {key}={value}` would disable host-key checking; pin the keys in a known_hosts file (or use --accept-new-host-keys once)"
+                    "ansible_ssh_common_args: `-o {key}={value}` is not accepted: it would disable host-key checking; pin the keys in a known_hosts file (or use --accept-new-host-keys once)"
                 ));
             }
             parsed.known_hosts = Some(std::path::PathBuf::from(value));
