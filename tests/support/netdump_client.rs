@@ -96,6 +96,8 @@ pub struct SimClient {
     pub seed: u64,
     /// Give up after this long (a real client would spin forever).
     pub deadline: Duration,
+    /// Stall (like a busy CPU) when first asked for this pfn, until the semaphore gives a permit.
+    pub stall: Option<(u32, Arc<tokio::sync::Semaphore>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -127,6 +129,7 @@ impl SimClient {
                 .to_vec(),
             seed: 1,
             deadline: Duration::from_secs(120),
+            stall: None,
         }
     }
 
@@ -213,6 +216,7 @@ impl SimClient {
             }
         }
         // Request loop: answer each request once, in arrival order.
+        let mut stall = self.stall.clone();
         let mut held_req: Option<Request> = None;
         let regs = self.regs();
         loop {
@@ -254,6 +258,11 @@ impl SimClient {
                     cmd::SEND_MEM => {
                         res.mem_requests += 1;
                         let pfn = r.from;
+                        if stall.as_ref().is_some_and(|(at, _)| *at == pfn)
+                            && let Some((_, sem)) = stall.take()
+                        {
+                            sem.acquire().await.expect("semaphore").forget();
+                        }
                         if pfn >= self.image.nr_pages {
                             let t = format!(
                                 "page {pfn:08x} is bigger than max page # {:08x}!\n",

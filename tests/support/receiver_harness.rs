@@ -15,6 +15,7 @@ use super::netdump_client::Image;
 pub struct Harness {
     pub dir: Option<tempfile::TempDir>,
     pub addr: SocketAddr,
+    pub dump_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -45,6 +46,7 @@ impl Harness {
     ) -> Harness {
         let mut cfg = test_config(dir.path().to_path_buf());
         configure(&mut cfg);
+        let dump_dir = cfg.dump_dir.clone();
         let server = Server::bind(cfg).await.expect("bind receiver");
         let addr = server.local_addr().unwrap();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
@@ -54,13 +56,14 @@ impl Harness {
         Harness {
             dir: Some(dir),
             addr,
+            dump_dir,
             stop: Some(stop),
             task: Some(task),
         }
     }
 
     pub fn root(&self) -> &Path {
-        self.dir.as_ref().expect("dir").path()
+        &self.dump_dir
     }
 
     pub fn events(&self) -> Vec<Event> {

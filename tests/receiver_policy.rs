@@ -1,0 +1,176 @@
+//! Secure mode (magic files) and the disk-space path, over loopback UDP.
+
+#[path = "support/netdump_client.rs"]
+mod netdump_client;
+#[path = "support/receiver_harness.rs"]
+mod receiver_harness;
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use netdump_client::{Image, SimClient};
+use netdump_provision::receiver::events::EventKind;
+use receiver_harness::{Harness, assert_core_matches, crash_dir};
+
+fn write_magic(root: &Path, ip: &str, text: &str) {
+    let d = root.join("magic");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join(ip), text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_mode_dumps_only_clients_with_matching_magic() {
+    let dir = tempfile::tempdir().unwrap();
+    // As `service netdump start` writes it: "$MAGIC2$MAGIC1" + newline.
+    write_magic(dir.path(), "127.0.4.2", "89abcdef01234567\n");
+    write_magic(dir.path(), "127.0.4.3", "0x89abcdef01234567\n");
+    let h = Harness::start_in(dir, |c| c.secure = true).await;
+    let img = Image::new(64, 4096, vec![], 1);
+
+    let mut good = SimClient::new(Ipv4Addr::new(127, 0, 4, 2), h.addr, img.clone());
+    good.magic = 0x89ab_cdef_0123_4567;
+    let mut wrong = SimClient::new(Ipv4Addr::new(127, 0, 4, 3), h.addr, img.clone());
+    wrong.magic = 0x89ab_cdef_0123_4568;
+    wrong.oops.clear();
+    wrong.deadline = Duration::from_secs(4);
+    let mut missing = SimClient::new(Ipv4Addr::new(127, 0, 4, 4), h.addr, img.clone());
+    missing.oops.clear();
+    missing.deadline = Duration::from_secs(4);
+    let (g, w, m) = tokio::join!(good.run(), wrong.run(), missing.run());
+    assert!(g.acked && g.rebooted);
+    for r in [&w, &m] {
+        assert!(!r.acked, "refused client must be left alone: {r:?}");
+        assert!(r.starts_sent >= 3, "it keeps sending START: {r:?}");
+        assert_eq!(r.requests, 0);
+    }
+    h.wait_event("127.0.4.2", EventKind::DumpComplete).await;
+    let root = h.root().to_path_buf();
+    let events = h.events();
+    let _keep = h.stop().await;
+    assert_core_matches(&crash_dir(&root, "127.0.4.2").join("vmcore"), &img);
+    for ip in ["127.0.4.3", "127.0.4.4"] {
+        assert!(
+            events.iter().all(|e| e.host != ip),
+            "events for {ip}: {events:?}"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(ip))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "nothing written for {ip}: {leftovers:?}"
+        );
+    }
+}
+
+/// Mounts a tmpfs of `size` at `at`; false (with a loud SKIP) if this host cannot.
+fn mount_tmpfs(at: &Path, size: &str) -> bool {
+    let ok = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755"),
+            "tmpfs",
+        ])
+        .arg(at)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIP: space-check test because mounting a tmpfs failed (needs root and mount)");
+    }
+    ok
+}
+
+/// Unmounts on drop, also when the test panics.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn hook(root: &Path, name: &str, body: &str) {
+    let d = root.join("scripts");
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_dump_dir_runs_nospace_hook_then_keeps_only_the_log() {
+    let mnt = tempfile::tempdir().unwrap();
+    if !mount_tmpfs(mnt.path(), "1m") {
+        return;
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let root = mnt.path().to_path_buf();
+    hook(
+        &root,
+        "netdump-nospace",
+        &format!("echo \"$1 $2\" > {}/nospace.out", root.display()),
+    );
+    let h = Harness::start_in(tempfile::tempdir_in(&root).unwrap(), |c| {
+        c.dump_dir = root.clone();
+        c.space_check = true;
+    })
+    .await;
+    // 4 MiB of memory does not fit in 1 MiB.
+    let img = Image::new(1024, 4096, vec![], 2);
+    let r = SimClient::new(Ipv4Addr::new(127, 0, 5, 2), h.addr, img)
+        .run()
+        .await;
+    assert!(r.acked && r.rebooted && r.show_states == 1, "{r:?}");
+    assert_eq!(r.mem_requests, 0);
+    let e = h.wait_event("127.0.5.2", EventKind::DumpFailed).await;
+    assert!(e.detail.unwrap().contains("no space"));
+    let _keep = h.stop().await;
+    let dir = crash_dir(&root, "127.0.5.2");
+    assert!(!dir.join("vmcore").exists() && !dir.join("vmcore-incomplete").exists());
+    assert!(
+        std::fs::read_to_string(dir.join("log"))
+            .unwrap()
+            .contains("Kernel panic")
+    );
+    let out = std::fs::read_to_string(root.join("nospace.out")).unwrap();
+    assert_eq!(out.trim(), format!("127.0.5.2 {}", dir.display()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nospace_hook_that_frees_space_lets_the_dump_proceed() {
+    let mnt = tempfile::tempdir().unwrap();
+    if !mount_tmpfs(mnt.path(), "4m") {
+        return;
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let root = mnt.path().to_path_buf();
+    // 3 MiB of old dumps leave ~1 MiB; the hook deletes them.
+    std::fs::write(root.join("old-dump"), vec![1u8; 3 << 20]).unwrap();
+    hook(
+        &root,
+        "netdump-nospace",
+        &format!("rm -f {}/old-dump", root.display()),
+    );
+    let h = Harness::start_in(tempfile::tempdir_in(&root).unwrap(), |c| {
+        c.dump_dir = root.clone();
+        c.space_check = true;
+    })
+    .await;
+    let img = Image::new(512, 4096, vec![], 3); // 2 MiB
+    let r = SimClient::new(Ipv4Addr::new(127, 0, 5, 3), h.addr, img.clone())
+        .run()
+        .await;
+    assert!(r.rebooted);
+    h.wait_event("127.0.5.3", EventKind::DumpComplete).await;
+    let _keep = h.stop().await;
+    assert!(!root.join("old-dump").exists());
+    assert_core_matches(&crash_dir(&root, "127.0.5.3").join("vmcore"), &img);
+}
