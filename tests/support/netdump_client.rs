@@ -109,6 +109,9 @@ pub struct SimResult {
     pub mem_requests: u64,
     pub show_states: u32,
     pub elapsed: Duration,
+    /// When the first and the last `SEND_MEM` were answered (memory-phase throughput).
+    pub mem_first: Option<Instant>,
+    pub mem_last: Option<Instant>,
 }
 
 pub const SHOW_STATE_TEXT: &str = "SysRq : Show State\n  task PC pid father\ninit S 1 0\n";
@@ -257,6 +260,9 @@ impl SimClient {
                 match r.command {
                     cmd::SEND_MEM => {
                         res.mem_requests += 1;
+                        let now = Instant::now();
+                        res.mem_first.get_or_insert(now);
+                        res.mem_last = Some(now);
                         let pfn = r.from;
                         if stall.as_ref().is_some_and(|(at, _)| *at == pfn)
                             && let Some((_, sem)) = stall.take()
