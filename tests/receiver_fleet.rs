@@ -6,10 +6,9 @@ mod netdump_client;
 mod receiver_harness;
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use netdump_client::{Image, Knobs, SimClient};
+use netdump_client::{Image, Knobs, SimClient, Stall};
 use netdump_provision::receiver::events::EventKind;
 use receiver_harness::{Harness, assert_core_matches, crash_dir};
 
@@ -74,11 +73,12 @@ async fn clients_over_the_concurrency_limit_are_rebooted_without_dump() {
     let h = Harness::start(|c| c.concurrent = 2).await;
     let img = Image::new(200, 4096, vec![], 5);
     // Two clients dump and stall at pfn 100 until released.
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let stall = Stall::at(100);
+    let gate = stall.gate.clone();
     let mut first = Vec::new();
     for i in 0..2u8 {
         let mut s = SimClient::new(Ipv4Addr::new(127, 0, 3, 10 + i), h.addr, img.clone());
-        s.stall = Some((100, gate.clone()));
+        s.stall = Some(stall.clone());
         first.push(tokio::spawn(s.run()));
     }
     for i in 0..2u8 {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use netdump_client::{Image, SimClient};
+use netdump_client::{Image, SimClient, Stall};
 use netdump_provision::receiver::events::EventKind;
 use receiver_harness::{Harness, assert_core_matches, crash_dir};
 
@@ -173,4 +173,76 @@ async fn nospace_hook_that_frees_space_lets_the_dump_proceed() {
     let _keep = h.stop().await;
     assert!(!root.join("old-dump").exists());
     assert_core_matches(&crash_dir(&root, "127.0.5.3").join("vmcore"), &img);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netdump_start_hook_runs_when_a_log_stream_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    hook(
+        dir.path(),
+        "netdump-start",
+        &format!("echo \"$# $1\" >> {}/start.out", dir.path().display()),
+    );
+    let h = Harness::start_in(dir, |_| {}).await;
+    let sock = tokio::net::UdpSocket::bind((Ipv4Addr::new(127, 0, 6, 2), 0))
+        .await
+        .unwrap();
+    let f = netdump_client::frame(4, 0, 2, 0, b"Linux version 2.6.9-89.EL\n");
+    sock.send_to(&f, h.addr).await.unwrap();
+    let f2 = netdump_client::frame(4, 0, 2, 26, b"[...network console startup...]\n");
+    sock.send_to(&f2, h.addr).await.unwrap();
+    sock.send_to(&f2, h.addr).await.unwrap(); // duplicate: written once
+    let root = h.root().to_path_buf();
+    let mut out = String::new();
+    for _ in 0..100 {
+        out = std::fs::read_to_string(root.join("start.out")).unwrap_or_default();
+        let log = std::fs::read_dir(&root)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with("127.0.6.2-"))
+            .and_then(|e| std::fs::read_to_string(e.path().join("log")).ok())
+            .unwrap_or_default();
+        if !out.is_empty() && log.lines().count() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _keep = h.stop().await;
+    assert_eq!(out, "1 127.0.6.2\n");
+    let log = std::fs::read_to_string(crash_dir(&root, "127.0.6.2").join("log")).unwrap();
+    assert_eq!(
+        log,
+        "Linux version 2.6.9-89.EL\n[...network console startup...]\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_mid_dump_leaves_vmcore_incomplete_with_pages_so_far() {
+    let h = Harness::start(|_| {}).await;
+    let img = Image::new(400, 4096, vec![], 8);
+    let stall = Stall::at(300);
+    let mut s = SimClient::new(Ipv4Addr::new(127, 0, 6, 3), h.addr, img.clone());
+    s.stall = Some(stall.clone());
+    s.deadline = Duration::from_secs(5);
+    let sim = tokio::spawn(s.run());
+    h.wait_event("127.0.6.3", EventKind::DumpStarted).await;
+    // The client stalls when asked for pfn 300. The receiver only asks for it once fewer than
+    // `window` pages are in flight, so pages 0..300-window are complete and queued for writing.
+    stall.reached.acquire().await.unwrap().forget();
+    let window = receiver_harness::test_config("/x".into()).tuning.window as u32;
+    let root = h.root().to_path_buf();
+    let _keep = h.stop().await; // SIGTERM path: close files, keep vmcore-incomplete
+    stall.gate.add_permits(1);
+    let _ = sim.await;
+    let dir = crash_dir(&root, "127.0.6.3");
+    assert!(!dir.join("vmcore").exists());
+    let b = std::fs::read(dir.join("vmcore-incomplete")).unwrap();
+    let v = receiver_harness::crash_view(&b);
+    for pfn in 0..300 - window {
+        let at = v.header_size as usize + pfn as usize * 4096;
+        assert!(
+            b.len() >= at + 4096 && &b[at..at + 4096] == img.page(pfn),
+            "pfn {pfn} not flushed at shutdown"
+        );
+    }
 }

@@ -258,7 +258,22 @@ impl Server {
             Datagram::Console(text) => self.on_console_datagram(src, text, now),
             Datagram::NetLog { offset, text } => {
                 let c = self.client(ip, src);
-                if c.log_cursor.fresh(offset, text.len()) {
+                if !c.log_cursor.fresh(offset, text.len()) {
+                    // exact duplicate of a frame already written
+                } else {
+                    if offset == 0 && c.session.is_none() {
+                        // A log stream starting at 0: the client (re)loaded netconsole, i.e. it
+                        // booted. One directory per boot; run netdump-start.
+                        c.writer = None;
+                        c.dir = None;
+                        let args = [ip.to_string()];
+                        let _ = store::spawn_hook(
+                            &self.cfg.dump_dir,
+                            "netdump-start",
+                            &args,
+                            self.cfg.hook_timeout,
+                        );
+                    }
                     let op = Op::Log(text.to_vec());
                     self.send_op(ip, op);
                 }

@@ -96,8 +96,8 @@ pub struct SimClient {
     pub seed: u64,
     /// Give up after this long (a real client would spin forever).
     pub deadline: Duration,
-    /// Stall (like a busy CPU) when first asked for this pfn, until the semaphore gives a permit.
-    pub stall: Option<(u32, Arc<tokio::sync::Semaphore>)>,
+    /// Stall (like a busy CPU) when first asked for this pfn, until `gate` gives a permit.
+    pub stall: Option<Stall>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -112,6 +112,24 @@ pub struct SimResult {
     /// When the first and the last `SEND_MEM` were answered (memory-phase throughput).
     pub mem_first: Option<Instant>,
     pub mem_last: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stall {
+    pub at: u32,
+    pub gate: Arc<tokio::sync::Semaphore>,
+    /// Gets a permit when the client reaches the stall point.
+    pub reached: Arc<tokio::sync::Semaphore>,
+}
+
+impl Stall {
+    pub fn at(at: u32) -> Stall {
+        Stall {
+            at,
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            reached: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 pub const SHOW_STATE_TEXT: &str = "SysRq : Show State\n  task PC pid father\ninit S 1 0\n";
@@ -264,10 +282,11 @@ impl SimClient {
                         res.mem_first.get_or_insert(now);
                         res.mem_last = Some(now);
                         let pfn = r.from;
-                        if stall.as_ref().is_some_and(|(at, _)| *at == pfn)
-                            && let Some((_, sem)) = stall.take()
+                        if stall.as_ref().is_some_and(|s| s.at == pfn)
+                            && let Some(s) = stall.take()
                         {
-                            sem.acquire().await.expect("semaphore").forget();
+                            s.reached.add_permits(1);
+                            s.gate.acquire().await.expect("semaphore").forget();
                         }
                         if pfn >= self.image.nr_pages {
                             let t = format!(
