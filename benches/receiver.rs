@@ -1,9 +1,14 @@
 //! On-demand receiver benchmark: `cargo bench --bench receiver`.
-//! Simulated RHEL 4 clients on loopback dump synthetic memory to the real receiver; prints the
-//! memory-phase throughput per client and in aggregate as a ratio to 1 Gbit/s line rate, for
-//! 1, 8 and 64 clients at 0%, 1% and 5% loss (applied in both directions by the simulator), and
-//! checks that every vmcore is identical to its image (zero pages lost).
-//! Env: RECEIVER_BENCH_MB (memory per single client, default 128), RECEIVER_BENCH_WINDOW.
+//! Simulated RHEL 4 clients dump synthetic memory to the real receiver (on its own thread and
+//! runtime, as in production); prints the memory-phase throughput per client and in aggregate
+//! as a ratio to 1 Gbit/s line rate, for 1, 8 and 64 clients at 0%, 1% and 5% loss, and checks
+//! that every vmcore is identical to its image (zero pages lost).
+//! Table 1: loopback, loss applied by the simulator in both directions.
+//! Table 2: a real link: two network namespaces joined by a veth pair shaped by netem
+//! (1 Gbit/s, 0.1 ms each way = 0.2 ms RTT, loss each way), receiver in one, clients
+//! (198.18.0.10+) in the other. Needs root, iproute2 and sch_netem; otherwise prints SKIP.
+//! Env: RECEIVER_BENCH_MB (memory per run, default 128), RECEIVER_BENCH_WINDOW,
+//! RECEIVER_BENCH_NETEM=0 to skip table 2, RECEIVER_BENCH_LOOPBACK=0 to skip table 1.
 
 #[path = "../tests/support/netdump_client.rs"]
 mod netdump_client;
@@ -11,11 +16,13 @@ mod netdump_client;
 mod receiver_harness;
 
 use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netdump_client::{Image, Knobs, SimClient};
 use netdump_provision::receiver::events::EventKind;
-use receiver_harness::{Harness, assert_core_matches, crash_dir};
+use receiver_harness::{Harness, Opts, assert_core_matches, crash_dir};
 
 const LINE_RATE: f64 = 1e9 / 8.0; // bytes/s
 
@@ -27,13 +34,46 @@ struct Row {
     retransmit_pct: f64,
 }
 
-async fn one(clients: usize, loss: f64, total_mb: usize, window: Option<usize>) -> Row {
-    let h = Harness::start(|c| {
-        c.concurrent = clients.max(4);
-        if let Some(w) = window {
-            c.tuning.window = w;
+#[derive(Clone)]
+enum Link {
+    Loopback,
+    Netem(Arc<Netns>),
+}
+
+fn client_ip(link: &Link, i: usize) -> Ipv4Addr {
+    match link {
+        Link::Loopback => Ipv4Addr::new(127, 0, 9, 10 + i as u8),
+        Link::Netem(_) => Ipv4Addr::new(198, 18, 0, 10 + i as u8),
+    }
+}
+
+async fn one(
+    link: &Link,
+    clients: usize,
+    loss: f64,
+    total_mb: usize,
+    window: Option<usize>,
+) -> Row {
+    let socket = match link {
+        Link::Loopback => None,
+        Link::Netem(ns) => {
+            ns.set_loss(loss);
+            Some(ns.server_socket())
         }
-    })
+    };
+    let h = Harness::start_opts(
+        tempfile::tempdir().unwrap(),
+        |c| {
+            c.concurrent = clients.max(4);
+            if let Some(w) = window {
+                c.tuning.window = w;
+            }
+        },
+        Opts {
+            dedicated: true,
+            socket,
+        },
+    )
     .await;
     let pages = ((total_mb << 20) / 4096 / clients) as u32;
     let mut tasks = Vec::new();
@@ -41,13 +81,18 @@ async fn one(clients: usize, loss: f64, total_mb: usize, window: Option<usize>) 
     for i in 0..clients {
         let img = Image::new(pages, 4096, vec![(pages / 2, pages / 2 + 16)], i as u64);
         images.push(img.clone());
-        let mut s = SimClient::new(Ipv4Addr::new(127, 0, 9, 10 + i as u8), h.addr, img);
+        let mut s = SimClient::new(client_ip(link, i), h.addr, img);
         s.seed = i as u64 + 1;
-        s.knobs = Knobs {
-            loss,
-            ..Knobs::default()
-        };
         s.deadline = Duration::from_secs(600);
+        match link {
+            Link::Loopback => {
+                s.knobs = Knobs {
+                    loss,
+                    ..Knobs::default()
+                }
+            }
+            Link::Netem(ns) => s.sockets = Some(ns.client_factory()),
+        }
         tasks.push(tokio::spawn(s.run()));
     }
     let mut results = Vec::new();
@@ -55,7 +100,7 @@ async fn one(clients: usize, loss: f64, total_mb: usize, window: Option<usize>) 
         results.push(t.await.unwrap());
     }
     for i in 0..clients {
-        h.wait_event(&format!("127.0.9.{}", 10 + i), EventKind::DumpComplete)
+        h.wait_event(&client_ip(link, i).to_string(), EventKind::DumpComplete)
             .await;
     }
     let root = h.root().to_path_buf();
@@ -78,7 +123,7 @@ async fn one(clients: usize, loss: f64, total_mb: usize, window: Option<usize>) 
         ram += img.ram_pages() as u64;
     }
     for (i, img) in images.iter().enumerate() {
-        let dir = crash_dir(&root, &format!("127.0.9.{}", 10 + i));
+        let dir = crash_dir(&root, &client_ip(link, i).to_string());
         assert_core_matches(&dir.join("vmcore"), img);
     }
     let agg_secs = (last - first).as_secs_f64().max(1e-6);
@@ -89,6 +134,149 @@ async fn one(clients: usize, loss: f64, total_mb: usize, window: Option<usize>) 
         aggregate_mbs: bytes_total / agg_secs / 1e6,
         retransmit_pct: 100.0 * (reqs.saturating_sub(ram)) as f64 / ram as f64,
     }
+}
+
+/// Two network namespaces joined by a netem-shaped veth pair.
+struct Netns {
+    srv: String,
+    cli: String,
+    srv_if: String,
+    cli_if: String,
+}
+
+fn sh(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Runs `f` on a thread that joined network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+impl Netns {
+    fn setup(clients: usize) -> Result<Netns, String> {
+        let id = std::process::id() % 100000;
+        let n = Netns {
+            srv: format!("ndb-srv-{id}"),
+            cli: format!("ndb-cli-{id}"),
+            srv_if: format!("ndbs{id}"),
+            cli_if: format!("ndbc{id}"),
+        };
+        let _ = sh(&["modprobe", "sch_netem"]);
+        sh(&["ip", "netns", "add", &n.srv])?;
+        sh(&["ip", "netns", "add", &n.cli])?;
+        sh(&[
+            "ip", "link", "add", &n.srv_if, "type", "veth", "peer", "name", &n.cli_if,
+        ])?;
+        sh(&["ip", "link", "set", &n.srv_if, "netns", &n.srv])?;
+        sh(&["ip", "link", "set", &n.cli_if, "netns", &n.cli])?;
+        sh(&[
+            "ip",
+            "-n",
+            &n.srv,
+            "addr",
+            "add",
+            "198.18.0.1/24",
+            "dev",
+            &n.srv_if,
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            &n.cli,
+            "addr",
+            "add",
+            "198.18.0.2/24",
+            "dev",
+            &n.cli_if,
+        ])?;
+        for i in 0..clients {
+            let a = format!("198.18.0.{}/32", 10 + i);
+            sh(&["ip", "-n", &n.cli, "addr", "add", &a, "dev", &n.cli_if])?;
+        }
+        for (ns, dev) in [(&n.srv, &n.srv_if), (&n.cli, &n.cli_if)] {
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+            sh(&[
+                "tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "rate", "1gbit",
+                "delay", "100us", "limit", "10000",
+            ])?;
+        }
+        Ok(n)
+    }
+
+    fn set_loss(&self, loss: f64) {
+        for (ns, dev) in [(&self.srv, &self.srv_if), (&self.cli, &self.cli_if)] {
+            let pct = format!("{}%", loss * 100.0);
+            sh(&[
+                "tc", "-n", ns, "qdisc", "change", "dev", dev, "root", "netem", "rate", "1gbit",
+                "delay", "100us", "limit", "10000", "loss", &pct,
+            ])
+            .expect("tc qdisc change");
+        }
+    }
+
+    fn server_socket(&self) -> std::net::UdpSocket {
+        in_netns(&self.srv, || {
+            std::net::UdpSocket::bind("198.18.0.1:6666").expect("bind")
+        })
+    }
+
+    fn client_factory(&self) -> netdump_client::SocketFactory {
+        let ns = self.cli.clone();
+        Arc::new(move |ip: Ipv4Addr| in_netns(&ns, move || std::net::UdpSocket::bind((ip, 0))))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "netns", "del", &self.srv]);
+        let _ = sh(&["ip", "netns", "del", &self.cli]);
+    }
+}
+
+fn print_header() {
+    println!(
+        "{:>7} {:>5} {:>15} {:>7} {:>14} {:>7} {:>9}",
+        "clients", "loss", "per-client MB/s", "ratio", "aggregate MB/s", "ratio", "re-req %"
+    );
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "{:>7} {:>4.0}% {:>15.1} {:>6.2}x {:>14.1} {:>6.2}x {:>8.1}%",
+        r.clients,
+        r.loss * 100.0,
+        r.per_client_mbs,
+        r.per_client_mbs * 1e6 / LINE_RATE,
+        r.aggregate_mbs,
+        r.aggregate_mbs * 1e6 / LINE_RATE,
+        r.retransmit_pct
+    );
+}
+
+fn env_is(name: &str, v: &str) -> bool {
+    std::env::var(name).as_deref() == Ok(v)
 }
 
 fn main() {
@@ -105,27 +293,35 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "receiver benchmark: {total_mb} MiB per run over loopback, window {}, 4 KiB pages",
+        "receiver benchmark: {total_mb} MiB per run, window {}, 4 KiB pages; ratio = MB/s / \
+         1 Gbit/s line rate",
         window.map_or("default".to_string(), |w| w.to_string())
     );
-    println!(
-        "{:>7} {:>5} {:>14} {:>10} {:>14} {:>10} {:>9}",
-        "clients", "loss", "per-client MB/s", "ratio", "aggregate MB/s", "ratio", "re-req %"
-    );
     let t0 = Instant::now();
-    for clients in [1usize, 8, 64] {
-        for loss in [0.0, 0.01, 0.05] {
-            let r = rt.block_on(one(clients, loss, total_mb, window));
-            println!(
-                "{:>7} {:>4.0}% {:>14.1} {:>9.2}x {:>14.1} {:>9.2}x {:>8.1}%",
-                r.clients,
-                r.loss * 100.0,
-                r.per_client_mbs,
-                r.per_client_mbs * 1e6 / LINE_RATE,
-                r.aggregate_mbs,
-                r.aggregate_mbs * 1e6 / LINE_RATE,
-                r.retransmit_pct
-            );
+    if !env_is("RECEIVER_BENCH_LOOPBACK", "0") {
+        println!("table 1: loopback (loss applied by the simulator, both directions)");
+        print_header();
+        for clients in [1usize, 8, 64] {
+            for loss in [0.0, 0.01, 0.05] {
+                print_row(&rt.block_on(one(&Link::Loopback, clients, loss, total_mb, window)));
+            }
+        }
+    }
+    if !env_is("RECEIVER_BENCH_NETEM", "0") {
+        match Netns::setup(64) {
+            Ok(ns) => {
+                println!(
+                    "table 2: veth between namespaces, netem 1 Gbit/s, 0.2 ms RTT, loss each way"
+                );
+                print_header();
+                let link = Link::Netem(Arc::new(ns));
+                for clients in [1usize, 8, 64] {
+                    for loss in [0.0, 0.01, 0.05] {
+                        print_row(&rt.block_on(one(&link, clients, loss, total_mb, window)));
+                    }
+                }
+            }
+            Err(e) => println!("SKIP: netem table because the namespace setup failed: {e}"),
         }
     }
     println!(

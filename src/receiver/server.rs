@@ -149,17 +149,26 @@ const RCVBUF: usize = 32 << 20;
 impl Server {
     /// Binds the socket and prepares the dump dir (created if missing).
     pub async fn bind(cfg: ReceiverConfig) -> anyhow::Result<Server> {
-        std::fs::create_dir_all(&cfg.dump_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create dump dir {}: {e} (create it, owned by the receiver's user)",
-                cfg.dump_dir.display()
-            )
-        })?;
         let std_sock = std::net::UdpSocket::bind(cfg.listen).map_err(|e| {
             anyhow::anyhow!(
                 "Couldn't bind master socket to {}: {e} (is another netdump-server running? \
                  ports below 1024 need root)",
                 cfg.listen
+            )
+        })?;
+        Self::with_socket(cfg, std_sock)
+    }
+
+    /// Serves on an already bound socket (e.g. one created inside another network namespace);
+    /// `cfg.listen` is ignored. Must be called within a tokio runtime.
+    pub fn with_socket(
+        cfg: ReceiverConfig,
+        std_sock: std::net::UdpSocket,
+    ) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&cfg.dump_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create dump dir {}: {e} (create it, owned by the receiver's user)",
+                cfg.dump_dir.display()
             )
         })?;
         std_sock.set_nonblocking(true)?;

@@ -81,7 +81,11 @@ pub struct Knobs {
     pub delay_by: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// Makes a bound UDP socket for an address (e.g. inside another network namespace).
+pub type SocketFactory =
+    Arc<dyn Fn(Ipv4Addr) -> std::io::Result<std::net::UdpSocket> + Send + Sync>;
+
+#[derive(Clone)]
 pub struct SimClient {
     pub ip: Ipv4Addr,
     pub server: SocketAddr,
@@ -98,6 +102,8 @@ pub struct SimClient {
     pub deadline: Duration,
     /// Stall (like a busy CPU) when first asked for this pfn, until `gate` gives a permit.
     pub stall: Option<Stall>,
+    /// Where the client's sockets come from (default: bind `ip:0` here).
+    pub sockets: Option<SocketFactory>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -151,6 +157,7 @@ impl SimClient {
             seed: 1,
             deadline: Duration::from_secs(120),
             stall: None,
+            sockets: None,
         }
     }
 
@@ -168,12 +175,17 @@ impl SimClient {
 
     pub async fn run(self) -> SimResult {
         let t0 = Instant::now();
-        let dump = Arc::new(
-            UdpSocket::bind((self.ip, 0))
-                .await
-                .unwrap_or_else(|e| panic!("bind {}: {e}", self.ip)),
-        );
-        let netlog = Arc::new(UdpSocket::bind((self.ip, 0)).await.expect("bind netlog"));
+        let bind = |ip: Ipv4Addr| -> UdpSocket {
+            let s = match &self.sockets {
+                Some(f) => f(ip),
+                None => std::net::UdpSocket::bind((ip, 0)),
+            }
+            .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+            s.set_nonblocking(true).unwrap();
+            UdpSocket::from_std(s).unwrap()
+        };
+        let dump = Arc::new(bind(self.ip));
+        let netlog = Arc::new(bind(self.ip));
         let mut tx = Tx {
             rng: SmallRng::seed_from_u64(self.seed ^ 0x5eed),
             knobs: self.knobs,
