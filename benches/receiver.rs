@@ -91,7 +91,15 @@ async fn one(
                     ..Knobs::default()
                 }
             }
-            Link::Netem(ns) => s.sockets = Some(ns.client_factory()),
+            Link::Netem(ns) => {
+                s.sockets = Some(ns.client_factory());
+                if !ns.netem {
+                    s.knobs = Knobs {
+                        loss,
+                        ..Knobs::default()
+                    };
+                }
+            }
         }
         tasks.push(tokio::spawn(s.run()));
     }
@@ -142,6 +150,9 @@ struct Netns {
     cli: String,
     srv_if: String,
     cli_if: String,
+    /// false: this kernel has no sch_netem; the link is shaped by tbf (1 Gbit/s, no added
+    /// delay) and loss comes from the simulator.
+    netem: bool,
 }
 
 fn sh(args: &[&str]) -> Result<(), String> {
@@ -181,7 +192,9 @@ impl Netns {
             cli: format!("ndb-cli-{id}"),
             srv_if: format!("ndbs{id}"),
             cli_if: format!("ndbc{id}"),
+            netem: true,
         };
+        let mut n = n;
         let _ = sh(&["modprobe", "sch_netem"]);
         sh(&["ip", "netns", "add", &n.srv])?;
         sh(&["ip", "netns", "add", &n.cli])?;
@@ -217,15 +230,31 @@ impl Netns {
         for (ns, dev) in [(&n.srv, &n.srv_if), (&n.cli, &n.cli_if)] {
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
             sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
-            sh(&[
-                "tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "rate", "1gbit",
+        }
+        for (ns, dev) in [
+            (n.srv.clone(), n.srv_if.clone()),
+            (n.cli.clone(), n.cli_if.clone()),
+        ] {
+            let netem = sh(&[
+                "tc", "-n", &ns, "qdisc", "add", "dev", &dev, "root", "netem", "rate", "1gbit",
                 "delay", "100us", "limit", "10000",
-            ])?;
+            ]);
+            if let Err(e) = netem {
+                println!("note: netem unavailable ({e}); shaping with tbf instead");
+                n.netem = false;
+                sh(&[
+                    "tc", "-n", &ns, "qdisc", "add", "dev", &dev, "root", "tbf", "rate", "1gbit",
+                    "burst", "256kb", "latency", "20ms",
+                ])?;
+            }
         }
         Ok(n)
     }
 
     fn set_loss(&self, loss: f64) {
+        if !self.netem {
+            return;
+        }
         for (ns, dev) in [(&self.srv, &self.srv_if), (&self.cli, &self.cli_if)] {
             let pct = format!("{}%", loss * 100.0);
             sh(&[

@@ -340,6 +340,7 @@ impl Server {
         c.reply_to = src;
         c.generation = generation;
         c.session = Some(Session::new(ip, dir, security, admission, tuning, now));
+        self.share_window();
     }
 
     /// Feeds one input to the client's session (if its generation matches) and performs the
@@ -374,6 +375,7 @@ impl Server {
         for (ip, generation) in ips {
             self.feed(ip, generation, Input::Tick, now).await;
         }
+        self.share_window();
         self.threads.retain(|t| !t.is_finished());
     }
 
@@ -425,6 +427,22 @@ impl Server {
             }
         }
         restart
+    }
+
+    /// Splits `total_window` among the dumps in progress.
+    fn share_window(&mut self) {
+        let active = self
+            .clients
+            .values()
+            .filter(|c| c.session.as_ref().is_some_and(|s| s.holds_dump_slot()))
+            .count()
+            .max(1);
+        let w = (self.cfg.total_window / active).clamp(4, self.cfg.tuning.window.max(4));
+        for c in self.clients.values_mut() {
+            if let Some(s) = c.session.as_mut() {
+                s.set_window(w);
+            }
+        }
     }
 
     /// The client's session is over: its next boot gets a new directory.

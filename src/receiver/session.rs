@@ -258,6 +258,12 @@ impl Session {
             )
     }
 
+    /// Changes the number of pages kept in flight (the server shares a global budget among
+    /// concurrent dumps). Takes effect as replies free slots.
+    pub fn set_window(&mut self, pages: usize) {
+        self.t.window = pages.max(1);
+    }
+
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
     }
@@ -869,7 +875,10 @@ impl Session {
         let mut resend: Vec<u32> = Vec::new();
         for (&pfn, f) in &self.inflight {
             let overtaken = f.seq + gap < highest;
-            if overtaken || now.saturating_duration_since(f.sent_at) >= rto {
+            // Exponential back-off per page, so a slow (not dead) client is not flooded.
+            let backoff = rto * (1u32 << (f.tries - 1).min(5));
+            let timed_out = now.saturating_duration_since(f.sent_at) >= backoff.min(self.t.max_rto);
+            if overtaken || timed_out {
                 resend.push(pfn);
             }
         }
