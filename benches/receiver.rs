@@ -27,6 +27,9 @@ use receiver_harness::{Harness, Opts, assert_core_matches, crash_dir};
 const LINE_RATE: f64 = 1e9 / 8.0; // bytes/s
 
 struct Row {
+    /// CPU seconds used by the receiver (socket thread + writer threads) for this run.
+    receiver_cpu: f64,
+    bytes: f64,
     clients: usize,
     loss: f64,
     per_client_mbs: f64,
@@ -54,6 +57,12 @@ async fn one(
     total_mb: usize,
     window: Option<usize>,
 ) -> Row {
+    let pages = ((total_mb << 20) / 4096 / clients) as u32;
+    let images: Vec<Image> = (0..clients)
+        .map(|i| Image::new(pages, 4096, vec![(pages / 2, pages / 2 + 16)], i as u64))
+        .collect();
+    // CPU is sampled after the images exist, so generating them is not charged to anyone.
+    let (total0, sim0) = (cpu_secs(|_| true), cpu_secs(|c| c.starts_with("sim")));
     let socket = match link {
         Link::Loopback => None,
         Link::Netem(ns) => {
@@ -75,12 +84,8 @@ async fn one(
         },
     )
     .await;
-    let pages = ((total_mb << 20) / 4096 / clients) as u32;
     let mut tasks = Vec::new();
-    let mut images = Vec::new();
-    for i in 0..clients {
-        let img = Image::new(pages, 4096, vec![(pages / 2, pages / 2 + 16)], i as u64);
-        images.push(img.clone());
+    for (i, img) in images.iter().cloned().enumerate() {
         let mut s = SimClient::new(client_ip(link, i), h.addr, img);
         s.seed = i as u64 + 1;
         s.deadline = Duration::from_secs(600);
@@ -113,6 +118,8 @@ async fn one(
     }
     let root = h.root().to_path_buf();
     let _keep = h.stop().await;
+    let (total1, sim1) = (cpu_secs(|_| true), cpu_secs(|c| c.starts_with("sim")));
+    let receiver_cpu = ((total1 - total0) - (sim1 - sim0)).max(1e-3);
     let mut per_client = 0.0;
     let mut bytes_total = 0.0;
     let mut reqs = 0u64;
@@ -136,12 +143,45 @@ async fn one(
     }
     let agg_secs = (last - first).as_secs_f64().max(1e-6);
     Row {
+        receiver_cpu,
+        bytes: bytes_total,
         clients,
         loss,
         per_client_mbs: per_client / clients as f64 / 1e6,
         aggregate_mbs: bytes_total / agg_secs / 1e6,
         retransmit_pct: 100.0 * (reqs.saturating_sub(ram)) as f64 / ram as f64,
     }
+}
+
+/// CPU seconds (user + system) of this process's live threads whose name passes `filter`;
+/// with a filter that accepts everything, the whole process (exited threads included).
+fn cpu_secs(filter: impl Fn(&str) -> bool) -> f64 {
+    fn parse(stat: &str) -> Option<(String, f64)> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some((comm, ticks / 100.0))
+    }
+    if filter("") {
+        let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        return parse(&s).map_or(0.0, |x| x.1);
+    }
+    let mut sum = 0.0;
+    for e in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let s = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        if let Some((comm, secs)) = parse(&s)
+            && filter(&comm)
+        {
+            sum += secs;
+        }
+    }
+    sum
 }
 
 /// Two network namespaces joined by a netem-shaped veth pair.
@@ -286,21 +326,31 @@ impl Drop for Netns {
 
 fn print_header() {
     println!(
-        "{:>7} {:>5} {:>15} {:>7} {:>14} {:>7} {:>9}",
-        "clients", "loss", "per-client MB/s", "ratio", "aggregate MB/s", "ratio", "re-req %"
+        "{:>7} {:>5} {:>15} {:>7} {:>14} {:>7} {:>9} {:>17}",
+        "clients",
+        "loss",
+        "per-client MB/s",
+        "ratio",
+        "aggregate MB/s",
+        "ratio",
+        "re-req %",
+        "receiver MB/cpu-s"
     );
 }
 
 fn print_row(r: &Row) {
+    let per_cpu = r.bytes / r.receiver_cpu / 1e6;
     println!(
-        "{:>7} {:>4.0}% {:>15.1} {:>6.2}x {:>14.1} {:>6.2}x {:>8.1}%",
+        "{:>7} {:>4.0}% {:>15.1} {:>6.2}x {:>14.1} {:>6.2}x {:>8.1}% {:>9.0} ({:.2}x)",
         r.clients,
         r.loss * 100.0,
         r.per_client_mbs,
         r.per_client_mbs * 1e6 / LINE_RATE,
         r.aggregate_mbs,
         r.aggregate_mbs * 1e6 / LINE_RATE,
-        r.retransmit_pct
+        r.retransmit_pct,
+        per_cpu,
+        per_cpu * 1e6 / LINE_RATE
     );
 }
 
@@ -318,6 +368,7 @@ fn main() {
         .and_then(|v| v.parse().ok());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("sim")
         .enable_all()
         .build()
         .unwrap();
@@ -339,9 +390,16 @@ fn main() {
     if !env_is("RECEIVER_BENCH_NETEM", "0") {
         match Netns::setup(64) {
             Ok(ns) => {
-                println!(
-                    "table 2: veth between namespaces, netem 1 Gbit/s, 0.2 ms RTT, loss each way"
-                );
+                if ns.netem {
+                    println!(
+                        "table 2: veth between namespaces, netem 1 Gbit/s, 0.2 ms RTT, loss each way"
+                    );
+                } else {
+                    println!(
+                        "table 2: veth between namespaces shaped by tbf to 1 Gbit/s (no netem in \
+                         this kernel: no added delay), loss applied by the simulator both ways"
+                    );
+                }
                 print_header();
                 let link = Link::Netem(Arc::new(ns));
                 for clients in [1usize, 8, 64] {
@@ -353,6 +411,10 @@ fn main() {
             Err(e) => println!("SKIP: netem table because the namespace setup failed: {e}"),
         }
     }
+    println!(
+        "receiver MB/cpu-s = dump bytes per CPU second spent by the receiver's threads (its \
+         capacity on one core; the simulated clients share the same 2 CPUs in this run)"
+    );
     println!(
         "all vmcores identical to their images; total {:.1?}",
         t0.elapsed()

@@ -76,12 +76,15 @@ impl Harness {
             let _ = rx.await;
         };
         let (task, thread) = if opts.dedicated {
-            let t = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                rt.block_on(async move { Server::with_socket(cfg, sock)?.run(shutdown).await })
-            });
+            let t = std::thread::Builder::new()
+                .name("receiver".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move { Server::with_socket(cfg, sock)?.run(shutdown).await })
+                });
+            let t = t.expect("spawn receiver thread");
             (None, Some(t))
         } else {
             let server = Server::with_socket(cfg, sock).expect("start receiver");
