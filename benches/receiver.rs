@@ -8,7 +8,7 @@
 //! (1 Gbit/s, 0.1 ms each way = 0.2 ms RTT, loss each way), receiver in one, clients
 //! (198.18.0.10+) in the other. Needs root, iproute2 and sch_netem; otherwise prints SKIP.
 //! Env: RECEIVER_BENCH_MB (memory per run, default 128), RECEIVER_BENCH_WINDOW,
-//! RECEIVER_BENCH_NETEM=0 to skip table 2, RECEIVER_BENCH_LOOPBACK=0 to skip table 1.
+//! RECEIVER_BENCH_CLIENTS=1,8,64 (client counts), RECEIVER_BENCH_NETEM=0 to skip table 2, RECEIVER_BENCH_LOOPBACK=0 to skip table 1.
 
 #[path = "../tests/support/netdump_client.rs"]
 mod netdump_client;
@@ -377,11 +377,15 @@ fn main() {
          1 Gbit/s line rate",
         window.map_or("default".to_string(), |w| w.to_string())
     );
+    let counts: Vec<usize> = std::env::var("RECEIVER_BENCH_CLIENTS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 8, 64]);
     let t0 = Instant::now();
     if !env_is("RECEIVER_BENCH_LOOPBACK", "0") {
         println!("table 1: loopback (loss applied by the simulator, both directions)");
         print_header();
-        for clients in [1usize, 8, 64] {
+        for &clients in &counts {
             for loss in [0.0, 0.01, 0.05] {
                 print_row(&rt.block_on(one(&Link::Loopback, clients, loss, total_mb, window)));
             }
@@ -402,7 +406,7 @@ fn main() {
                 }
                 print_header();
                 let link = Link::Netem(Arc::new(ns));
-                for clients in [1usize, 8, 64] {
+                for &clients in &counts {
                     for loss in [0.0, 0.01, 0.05] {
                         print_row(&rt.block_on(one(&link, clients, loss, total_mb, window)));
                     }
