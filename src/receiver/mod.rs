@@ -1,4 +1,12 @@
 //! The embedded dump receiver (`provision receiver`): netdump UDP protocol and netconsole logs.
+//!
+//! - `wire`: netdump frame codec and the port-6666 datagram classifier (pure).
+//! - `session`: one crashing client as a sans-IO state machine, `(input, now) -> actions`.
+//! - `vmcore`: the ELF core header `crash` recognises as a netdump dump (pure).
+//! - `store`: dump directories, log and vmcore files, magic files, hooks, space checks.
+//! - `server`: the tokio UDP loop that feeds sessions and performs their actions.
+//! - `config`: `ReceiverArgs` (clap), netdump.conf, resolved `ReceiverConfig`.
+//! - `events`: `<dumpdir>/events.jsonl`.
 
 pub mod config;
 pub mod events;
