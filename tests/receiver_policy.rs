@@ -246,3 +246,108 @@ async fn shutdown_mid_dump_leaves_vmcore_incomplete_with_pages_so_far() {
         );
     }
 }
+
+/// `--user`: as root, the receiver switches uid/gid after binding. Runs in a child process
+/// (this test binary re-executed), since a process cannot get root back.
+#[test]
+fn drop_privileges_switches_to_the_user_when_root() {
+    use nix::unistd::{Uid, User, getgid, getuid};
+    const CHILD: &str = "RECEIVER_DROP_PRIVILEGES_CHILD";
+    if std::env::var(CHILD).is_ok() {
+        let nobody = User::from_name("nobody").unwrap().unwrap();
+        netdump_provision::receiver::drop_privileges("nobody").unwrap();
+        assert_eq!(getuid(), nobody.uid);
+        assert_eq!(getgid(), nobody.gid);
+        assert!(netdump_provision::receiver::drop_privileges("no-such-user-xyz").is_ok());
+        return;
+    }
+    if !Uid::effective().is_root() {
+        eprintln!("SKIP: privilege drop test because it needs root");
+        return;
+    }
+    if User::from_name("nobody").ok().flatten().is_none() {
+        eprintln!("SKIP: privilege drop test because there is no user nobody");
+        return;
+    }
+    assert!(
+        netdump_provision::receiver::drop_privileges("no-such-user-xyz")
+            .unwrap_err()
+            .to_string()
+            .contains("no such user")
+    );
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "drop_privileges_switches_to_the_user_when_root",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
+
+/// `receiver::run` serves in the foreground and returns cleanly on SIGTERM. Runs in a child
+/// process (this test binary re-executed) so the signal only reaches the receiver.
+#[test]
+fn run_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    const CHILD: &str = "RECEIVER_SIGTERM_CHILD";
+    if let Ok(dir) = std::env::var(CHILD) {
+        let args = netdump_provision::receiver::ReceiverArgs {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            dump_dir: Some(dir.into()),
+            insecure: true,
+            ..Default::default()
+        };
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(netdump_provision::receiver::run(args)).unwrap();
+        println!("RUN RETURNED OK");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "run_stops_cleanly_on_sigterm", "--nocapture"])
+        .env(CHILD, dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let ready = line.contains("receiver listening on 127.0.0.1:");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    assert!(
+        seen.last()
+            .is_some_and(|l| l.contains("receiver listening")),
+        "receiver never reported listening: {seen:?}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "child exit {status}: {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("SIGTERM received")),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("RUN RETURNED OK")),
+        "{rest:?}"
+    );
+}

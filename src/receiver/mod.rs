@@ -28,26 +28,28 @@ pub async fn run(args: ReceiverArgs) -> anyhow::Result<()> {
         .try_init();
     let cfg = ReceiverConfig::resolve(&args)?;
     let user = cfg.user.clone();
+    // Handlers first: a SIGTERM that arrives once we serve must stop us cleanly, not kill us.
+    let shutdown = shutdown_signal()?;
     let server = server::Server::bind(cfg).await?;
     if let Some(name) = user {
         drop_privileges(&name)?;
     }
-    server.run(shutdown_signal()).await
+    server.run(shutdown).await
 }
 
-async fn shutdown_signal() {
+/// Installs SIGTERM/SIGINT handlers now; the returned future resolves on either signal.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install SIGTERM/SIGINT handlers; stop the receiver with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGINT handler: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 /// When running as root, switches to `name` (groups, gid, then uid). Not root: nothing to do.
