@@ -124,6 +124,8 @@ struct Client {
     /// Current crash directory of this client boot (created on first write).
     dir: Option<PathBuf>,
     writer: Option<Writer>,
+    /// Last time file work was queued (idle writers of log-only clients are closed).
+    last_op: Instant,
     log_cursor: LogCursor,
     session: Option<Session>,
     generation: u64,
@@ -142,6 +144,9 @@ pub struct Server {
     generation: u64,
     events: EventLog,
 }
+
+/// A log-only client's writer thread is closed after this long without work.
+const WRITER_IDLE: Duration = Duration::from_secs(60);
 
 /// Receive buffer asked for the socket: bursts from many clients must not overflow it.
 const RCVBUF: usize = 32 << 20;
@@ -250,6 +255,7 @@ impl Server {
         self.clients.entry(ip).or_insert_with(|| Client {
             dir: None,
             writer: None,
+            last_op: Instant::now(),
             log_cursor: LogCursor::default(),
             session: None,
             generation: 0,
@@ -376,6 +382,15 @@ impl Server {
             self.feed(ip, generation, Input::Tick, now).await;
         }
         self.share_window();
+        // A host that only streams console logs keeps its directory but not an idle thread.
+        for c in self.clients.values_mut() {
+            if c.writer.is_some()
+                && c.session.is_none()
+                && now.saturating_duration_since(c.last_op) > WRITER_IDLE
+            {
+                c.writer = None;
+            }
+        }
         self.threads.retain(|t| !t.is_finished());
     }
 
@@ -506,6 +521,7 @@ impl Server {
             c.writer = Some(Writer { tx });
         }
         if let Some(w) = &c.writer {
+            c.last_op = Instant::now();
             let _ = w.tx.send(op);
         }
     }
