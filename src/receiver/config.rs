@@ -168,6 +168,9 @@ pub struct ReceiverConfig {
     pub hook_timeout: Duration,
     /// Period of the timer that drives session timeouts.
     pub tick: Duration,
+    /// Pages in flight summed over all concurrent dumps; each dump gets an equal share
+    /// (at most `tuning.window`, at least 4) so many clients cannot overrun the socket buffer.
+    pub total_window: usize,
 }
 
 impl ReceiverConfig {
@@ -183,6 +186,7 @@ impl ReceiverConfig {
             tuning: Tuning::default(),
             hook_timeout: Duration::from_secs(60),
             tick: Duration::from_millis(10),
+            total_window: 2048,
         }
     }
 

@@ -1,4 +1,12 @@
 //! The embedded dump receiver (`provision receiver`): netdump UDP protocol and netconsole logs.
+//!
+//! - `wire`: netdump frame codec and the port-6666 datagram classifier (pure).
+//! - `session`: one crashing client as a sans-IO state machine, `(input, now) -> actions`.
+//! - `vmcore`: the ELF core header `crash` recognises as a netdump dump (pure).
+//! - `store`: dump directories, log and vmcore files, magic files, hooks, space checks.
+//! - `server`: the tokio UDP loop that feeds sessions and performs their actions.
+//! - `config`: `ReceiverArgs` (clap), netdump.conf, resolved `ReceiverConfig`.
+//! - `events`: `<dumpdir>/events.jsonl`.
 
 pub mod config;
 pub mod console;
@@ -22,26 +30,28 @@ pub async fn run(args: ReceiverArgs) -> anyhow::Result<()> {
         .try_init();
     let cfg = ReceiverConfig::resolve(&args)?;
     let user = cfg.user.clone();
+    // Handlers first: a SIGTERM that arrives once we serve must stop us cleanly, not kill us.
+    let shutdown = shutdown_signal()?;
     let server = server::Server::bind(cfg).await?;
     if let Some(name) = user {
         drop_privileges(&name)?;
     }
-    server.run(shutdown_signal()).await
+    server.run(shutdown).await
 }
 
-async fn shutdown_signal() {
+/// Installs SIGTERM/SIGINT handlers now; the returned future resolves on either signal.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install SIGTERM/SIGINT handlers; stop the receiver with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("cannot install the SIGINT handler: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 /// When running as root, switches to `name` (groups, gid, then uid). Not root: nothing to do.

@@ -124,6 +124,8 @@ struct Client {
     /// Current crash directory of this client boot (created on first write).
     dir: Option<PathBuf>,
     writer: Option<Writer>,
+    /// Last time file work was queued (idle writers of log-only clients are closed).
+    last_op: Instant,
     log_cursor: LogCursor,
     session: Option<Session>,
     generation: u64,
@@ -143,23 +145,35 @@ pub struct Server {
     events: EventLog,
 }
 
+/// A log-only client's writer thread is closed after this long without work.
+const WRITER_IDLE: Duration = Duration::from_secs(60);
+
 /// Receive buffer asked for the socket: bursts from many clients must not overflow it.
 const RCVBUF: usize = 32 << 20;
 
 impl Server {
     /// Binds the socket and prepares the dump dir (created if missing).
     pub async fn bind(cfg: ReceiverConfig) -> anyhow::Result<Server> {
-        std::fs::create_dir_all(&cfg.dump_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create dump dir {}: {e} (create it, owned by the receiver's user)",
-                cfg.dump_dir.display()
-            )
-        })?;
         let std_sock = std::net::UdpSocket::bind(cfg.listen).map_err(|e| {
             anyhow::anyhow!(
                 "Couldn't bind master socket to {}: {e} (is another netdump-server running? \
                  ports below 1024 need root)",
                 cfg.listen
+            )
+        })?;
+        Self::with_socket(cfg, std_sock)
+    }
+
+    /// Serves on an already bound socket (e.g. one created inside another network namespace);
+    /// `cfg.listen` is ignored. Must be called within a tokio runtime.
+    pub fn with_socket(
+        cfg: ReceiverConfig,
+        std_sock: std::net::UdpSocket,
+    ) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&cfg.dump_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create dump dir {}: {e} (create it, owned by the receiver's user)",
+                cfg.dump_dir.display()
             )
         })?;
         std_sock.set_nonblocking(true)?;
@@ -241,6 +255,7 @@ impl Server {
         self.clients.entry(ip).or_insert_with(|| Client {
             dir: None,
             writer: None,
+            last_op: Instant::now(),
             log_cursor: LogCursor::default(),
             session: None,
             generation: 0,
@@ -258,7 +273,22 @@ impl Server {
             Datagram::Console(text) => self.on_console_datagram(src, text, now),
             Datagram::NetLog { offset, text } => {
                 let c = self.client(ip, src);
-                if c.log_cursor.fresh(offset, text.len()) {
+                if !c.log_cursor.fresh(offset, text.len()) {
+                    // exact duplicate of a frame already written
+                } else {
+                    if offset == 0 && c.session.is_none() {
+                        // A log stream starting at 0: the client (re)loaded netconsole, i.e. it
+                        // booted. One directory per boot; run netdump-start.
+                        c.writer = None;
+                        c.dir = None;
+                        let args = [ip.to_string()];
+                        let _ = store::spawn_hook(
+                            &self.cfg.dump_dir,
+                            "netdump-start",
+                            &args,
+                            self.cfg.hook_timeout,
+                        );
+                    }
                     let op = Op::Log(text.to_vec());
                     self.send_op(ip, op);
                 }
@@ -316,6 +346,7 @@ impl Server {
         c.reply_to = src;
         c.generation = generation;
         c.session = Some(Session::new(ip, dir, security, admission, tuning, now));
+        self.share_window();
     }
 
     /// Feeds one input to the client's session (if its generation matches) and performs the
@@ -349,6 +380,16 @@ impl Server {
             .collect();
         for (ip, generation) in ips {
             self.feed(ip, generation, Input::Tick, now).await;
+        }
+        self.share_window();
+        // A host that only streams console logs keeps its directory but not an idle thread.
+        for c in self.clients.values_mut() {
+            if c.writer.is_some()
+                && c.session.is_none()
+                && now.saturating_duration_since(c.last_op) > WRITER_IDLE
+            {
+                c.writer = None;
+            }
         }
         self.threads.retain(|t| !t.is_finished());
     }
@@ -401,6 +442,22 @@ impl Server {
             }
         }
         restart
+    }
+
+    /// Splits `total_window` among the dumps in progress.
+    fn share_window(&mut self) {
+        let active = self
+            .clients
+            .values()
+            .filter(|c| c.session.as_ref().is_some_and(|s| s.holds_dump_slot()))
+            .count()
+            .max(1);
+        let w = (self.cfg.total_window / active).clamp(4, self.cfg.tuning.window.max(4));
+        for c in self.clients.values_mut() {
+            if let Some(s) = c.session.as_mut() {
+                s.set_window(w);
+            }
+        }
     }
 
     /// The client's session is over: its next boot gets a new directory.
@@ -464,6 +521,7 @@ impl Server {
             c.writer = Some(Writer { tx });
         }
         if let Some(w) = &c.writer {
+            c.last_op = Instant::now();
             let _ = w.tx.send(op);
         }
     }

@@ -51,7 +51,7 @@ impl Default for Tuning {
             window: 128,
             min_rto: Duration::from_millis(20),
             max_rto: Duration::from_secs(1),
-            handshake_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_millis(250),
             max_page_tries: 40,
             silence_timeout: Duration::from_secs(30),
             reorder_gap: 16,
@@ -256,6 +256,12 @@ impl Session {
                 self.phase,
                 Phase::Idle | Phase::Handshake { .. } | Phase::SpaceWait { .. } | Phase::Memory
             )
+    }
+
+    /// Changes the number of pages kept in flight (the server shares a global budget among
+    /// concurrent dumps). Takes effect as replies free slots.
+    pub fn set_window(&mut self, pages: usize) {
+        self.t.window = pages.max(1);
     }
 
     pub fn is_done(&self) -> bool {
@@ -866,10 +872,19 @@ impl Session {
         let rto = self.rto();
         let gap = self.t.reorder_gap;
         let highest = self.highest_answered;
+        let tail = self.next_pfn >= self.limit;
         let mut resend: Vec<u32> = Vec::new();
         for (&pfn, f) in &self.inflight {
             let overtaken = f.seq + gap < highest;
-            if overtaken || now.saturating_duration_since(f.sent_at) >= rto {
+            // Exponential back-off per page, so a slow (not dead) client is not flooded; but
+            // not at the tail of the dump, where no later replies can reveal a loss.
+            let backoff = if tail {
+                rto
+            } else {
+                rto * (1u32 << (f.tries - 1).min(5))
+            };
+            let timed_out = now.saturating_duration_since(f.sent_at) >= backoff.min(self.t.max_rto);
+            if overtaken || timed_out {
                 resend.push(pfn);
             }
         }

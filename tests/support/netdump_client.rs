@@ -81,7 +81,11 @@ pub struct Knobs {
     pub delay_by: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// Makes a bound UDP socket for an address (e.g. inside another network namespace).
+pub type SocketFactory =
+    Arc<dyn Fn(Ipv4Addr) -> std::io::Result<std::net::UdpSocket> + Send + Sync>;
+
+#[derive(Clone)]
 pub struct SimClient {
     pub ip: Ipv4Addr,
     pub server: SocketAddr,
@@ -96,6 +100,10 @@ pub struct SimClient {
     pub seed: u64,
     /// Give up after this long (a real client would spin forever).
     pub deadline: Duration,
+    /// Stall (like a busy CPU) when first asked for this pfn, until `gate` gives a permit.
+    pub stall: Option<Stall>,
+    /// Where the client's sockets come from (default: bind `ip:0` here).
+    pub sockets: Option<SocketFactory>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -107,6 +115,27 @@ pub struct SimResult {
     pub mem_requests: u64,
     pub show_states: u32,
     pub elapsed: Duration,
+    /// When the first and the last `SEND_MEM` were answered (memory-phase throughput).
+    pub mem_first: Option<Instant>,
+    pub mem_last: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stall {
+    pub at: u32,
+    pub gate: Arc<tokio::sync::Semaphore>,
+    /// Gets a permit when the client reaches the stall point.
+    pub reached: Arc<tokio::sync::Semaphore>,
+}
+
+impl Stall {
+    pub fn at(at: u32) -> Stall {
+        Stall {
+            at,
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            reached: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 pub const SHOW_STATE_TEXT: &str = "SysRq : Show State\n  task PC pid father\ninit S 1 0\n";
@@ -127,6 +156,8 @@ impl SimClient {
                 .to_vec(),
             seed: 1,
             deadline: Duration::from_secs(120),
+            stall: None,
+            sockets: None,
         }
     }
 
@@ -144,12 +175,17 @@ impl SimClient {
 
     pub async fn run(self) -> SimResult {
         let t0 = Instant::now();
-        let dump = Arc::new(
-            UdpSocket::bind((self.ip, 0))
-                .await
-                .unwrap_or_else(|e| panic!("bind {}: {e}", self.ip)),
-        );
-        let netlog = Arc::new(UdpSocket::bind((self.ip, 0)).await.expect("bind netlog"));
+        let bind = |ip: Ipv4Addr| -> UdpSocket {
+            let s = match &self.sockets {
+                Some(f) => f(ip),
+                None => std::net::UdpSocket::bind((ip, 0)),
+            }
+            .unwrap_or_else(|e| panic!("bind {ip}: {e}"));
+            s.set_nonblocking(true).unwrap();
+            UdpSocket::from_std(s).unwrap()
+        };
+        let dump = Arc::new(bind(self.ip));
+        let netlog = Arc::new(bind(self.ip));
         let mut tx = Tx {
             rng: SmallRng::seed_from_u64(self.seed ^ 0x5eed),
             knobs: self.knobs,
@@ -213,6 +249,7 @@ impl SimClient {
             }
         }
         // Request loop: answer each request once, in arrival order.
+        let mut stall = self.stall.clone();
         let mut held_req: Option<Request> = None;
         let regs = self.regs();
         loop {
@@ -253,7 +290,16 @@ impl SimClient {
                 match r.command {
                     cmd::SEND_MEM => {
                         res.mem_requests += 1;
+                        let now = Instant::now();
+                        res.mem_first.get_or_insert(now);
+                        res.mem_last = Some(now);
                         let pfn = r.from;
+                        if stall.as_ref().is_some_and(|s| s.at == pfn)
+                            && let Some(s) = stall.take()
+                        {
+                            s.reached.add_permits(1);
+                            s.gate.acquire().await.expect("semaphore").forget();
+                        }
                         if pfn >= self.image.nr_pages {
                             let t = format!(
                                 "page {pfn:08x} is bigger than max page # {:08x}!\n",

@@ -15,8 +15,20 @@ use super::netdump_client::Image;
 pub struct Harness {
     pub dir: Option<tempfile::TempDir>,
     pub addr: SocketAddr,
+    pub dump_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// How to run the receiver under test.
+#[derive(Default)]
+pub struct Opts {
+    /// Run it on its own OS thread and current-thread runtime (as in production, where no
+    /// simulated clients compete with it for the runtime).
+    pub dedicated: bool,
+    /// Serve on this pre-bound socket instead of 127.0.0.1:0.
+    pub socket: Option<std::net::UdpSocket>,
 }
 
 /// Test tuning: short idle timeouts so a dump ends in well under a second after its last page.
@@ -43,24 +55,53 @@ impl Harness {
         dir: tempfile::TempDir,
         configure: impl FnOnce(&mut ReceiverConfig),
     ) -> Harness {
+        Self::start_opts(dir, configure, Opts::default()).await
+    }
+
+    pub async fn start_opts(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut ReceiverConfig),
+        opts: Opts,
+    ) -> Harness {
         let mut cfg = test_config(dir.path().to_path_buf());
         configure(&mut cfg);
-        let server = Server::bind(cfg).await.expect("bind receiver");
-        let addr = server.local_addr().unwrap();
+        let dump_dir = cfg.dump_dir.clone();
+        let sock = match opts.socket {
+            Some(s) => s,
+            None => std::net::UdpSocket::bind(cfg.listen).expect("bind receiver"),
+        };
+        let addr = sock.local_addr().unwrap();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
+        let shutdown = async move {
             let _ = rx.await;
-        }));
+        };
+        let (task, thread) = if opts.dedicated {
+            let t = std::thread::Builder::new()
+                .name("receiver".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move { Server::with_socket(cfg, sock)?.run(shutdown).await })
+                });
+            let t = t.expect("spawn receiver thread");
+            (None, Some(t))
+        } else {
+            let server = Server::with_socket(cfg, sock).expect("start receiver");
+            (Some(tokio::spawn(server.run(shutdown))), None)
+        };
         Harness {
             dir: Some(dir),
             addr,
+            dump_dir,
             stop: Some(stop),
-            task: Some(task),
+            task,
+            thread,
         }
     }
 
     pub fn root(&self) -> &Path {
-        self.dir.as_ref().expect("dir").path()
+        &self.dump_dir
     }
 
     pub fn events(&self) -> Vec<Event> {
@@ -94,6 +135,13 @@ impl Harness {
         }
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
+        }
+        if let Some(t) = self.thread.take() {
+            tokio::task::spawn_blocking(move || t.join())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
         }
         self.dir.take().expect("dir")
     }

@@ -600,6 +600,48 @@ fn no_space_skips_memory_but_collects_log_and_reboots() {
 }
 
 #[test]
+fn start_mid_dump_after_silence_restarts_but_late_duplicate_is_ignored() {
+    let now = Instant::now();
+    let mut s = Session::new(
+        Ipv4Addr::new(198, 18, 0, 9),
+        PathBuf::from("/d"),
+        Security::Insecure,
+        Admission::Dump,
+        tuning(),
+        now,
+    );
+    let c = Client::new(100);
+    let st = c.start();
+    s.handle(Input::Reply(Reply::decode(&st).unwrap()), now);
+    for (cd, info) in [
+        (code::PAGE_SIZE, 4096u32),
+        (code::NR_PAGES, 100),
+        (code::REGS, 0),
+    ] {
+        s.handle(
+            Input::Reply(Reply::decode(&reply(5, 1, cd, info, b"x\n")).unwrap()),
+            now,
+        );
+    }
+    s.handle(Input::SpaceChecked { ok: true }, now);
+    assert!(s.holds_dump_slot());
+    // a late duplicate START while replies flow: ignored
+    let a = s.handle(
+        Input::Reply(Reply::decode(&st).unwrap()),
+        now + Duration::from_millis(10),
+    );
+    assert!(a.is_empty(), "{a:?}");
+    // silence, then START: the box crashed again
+    let a = s.handle(
+        Input::Reply(Reply::decode(&st).unwrap()),
+        now + Duration::from_secs(3),
+    );
+    assert!(a.contains(&Action::FinishDump { complete: false }));
+    assert_eq!(a.last(), Some(&Action::Restart));
+    assert!(s.is_done());
+}
+
+#[test]
 fn holds_slot_only_while_dumping() {
     let now = Instant::now();
     let s = Session::new(
