@@ -143,6 +143,10 @@ pub struct Server {
     actions: Vec<Action>,
     generation: u64,
     events: EventLog,
+    /// netconsole reassembly, ordering, loss and crash detection (sans-IO).
+    console: crate::receiver::netconsole::Collector,
+    /// Rolling per-host console logs and crash records under `<dumpdir>/console/`.
+    console_store: crate::receiver::console::ConsoleStore,
 }
 
 /// A log-only client's writer thread is closed after this long without work.
@@ -183,6 +187,11 @@ impl Server {
         Ok(Server {
             sock,
             events: EventLog::new(&cfg.dump_dir),
+            console: crate::receiver::netconsole::Collector::new(Default::default()),
+            console_store: crate::receiver::console::ConsoleStore::new(
+                &cfg.dump_dir,
+                Default::default(),
+            ),
             cfg,
             clients: HashMap::new(),
             threads: Vec::new(),
@@ -237,6 +246,9 @@ impl Server {
             }
         }
         tracing::info!("receiver shutting down; closing files");
+        if let Err(e) = self.console_store.flush() {
+            tracing::warn!("flushing console logs failed: {e}");
+        }
         for c in self.clients.values_mut() {
             c.writer = None;
         }
@@ -372,6 +384,9 @@ impl Server {
     }
 
     async fn on_tick(&mut self, now: Instant) {
+        let console = self.console.tick(now);
+        self.handle_console_events(console);
+        let _ = self.console_store.tick(chrono::Utc::now());
         let ips: Vec<(Ipv4Addr, u64)> = self
             .clients
             .iter()
@@ -526,34 +541,22 @@ impl Server {
         }
     }
 
-    /// Plain or extended netconsole text (not a netdump frame): appended raw to
-    /// `<dumpdir>/console/<ip>.log`. Kept minimal and isolated: full netconsole handling
-    /// replaces this function.
-    fn on_console_datagram(&mut self, src: SocketAddr, data: &[u8], _now: Instant) {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = self.cfg.dump_dir.join("console");
-        let r = (|| -> io::Result<()> {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)?;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(dir.join(format!("{}.log", src.ip())))?;
-            let mut line = data.to_vec();
-            if !line.ends_with(b"\n") {
-                line.push(b'\n');
-            }
-            f.write_all(&line)
-        })();
-        if let Err(e) = r {
-            tracing::warn!(
-                "cannot write console log of {src} under {}: {e}",
-                dir.display()
-            );
+    /// Plain or extended netconsole text (not a netdump frame): reassembled and ordered by the
+    /// collector, then written to `<dumpdir>/console/<ip>.log`; a crash in the stream creates a
+    /// crash record and an `events.jsonl` line (receiver::console). IO errors are logged and
+    /// counted there, never fatal.
+    fn on_console_datagram(&mut self, src: SocketAddr, data: &[u8], now: Instant) {
+        let events = self.console.ingest(src.ip(), data, now);
+        self.handle_console_events(events);
+    }
+
+    fn handle_console_events(
+        &mut self,
+        events: Vec<(std::net::IpAddr, crate::receiver::netconsole::ConsoleEvent)>,
+    ) {
+        let wall = chrono::Utc::now();
+        for (ip, ev) in events {
+            let _ = self.console_store.handle(ip, ev, wall);
         }
     }
 }
