@@ -32,6 +32,7 @@ fn fleet_hosts_are_isolated_and_reachable() {
     }
     let passwd_before = std::fs::read("/etc/passwd").unwrap();
     let shadow_before = std::fs::read("/etc/shadow").unwrap();
+    let hosts_before = std::fs::read("/etc/hosts").unwrap();
     let hostname_before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let fleet = Fleet::start(&["alpha", "beta"]);
 
@@ -97,6 +98,7 @@ fn fleet_hosts_are_isolated_and_reachable() {
     // The machine itself is untouched.
     assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before);
     assert_eq!(std::fs::read("/etc/shadow").unwrap(), shadow_before);
+    assert_eq!(std::fs::read("/etc/hosts").unwrap(), hosts_before);
     assert!(!std::path::Path::new("/etc/ndp-marker").exists());
     assert!(!std::path::Path::new("/etc/sudoers.d/ndp-ndpuser").exists());
     assert!(!std::path::Path::new("/proc/sys/kernel/sysrq").exists());

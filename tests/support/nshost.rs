@@ -926,54 +926,77 @@ fn write_sshd_config(host: &NsHost, fleet_dir: &Path) {
     fs::write(d.join("sshd_config"), cfg).unwrap();
 }
 
+/// The host's init script. It runs as root inside the host's new namespaces, and uses shell
+/// builtins where it can, since 50 hosts start at once on a busy machine.
 fn setup_script(host: &NsHost, gw: Ipv4Addr, d: &Path) -> String {
     let d = d.display();
-    let overlays = OVERLAY_DIRS.join(" ");
-    let kernel_files = KERNEL_FILES_COPIED.join(" ");
+    let overlays: Vec<&str> = OVERLAY_DIRS
+        .iter()
+        .copied()
+        .filter(|p| Path::new(p).is_dir())
+        .collect();
+    let mut dirs = String::new();
+    let mut mounts = String::new();
+    for p in &overlays {
+        dirs.push_str(&format!(" \"$D/upper{p}\" \"$D/work{p}\""));
+        mounts.push_str(&format!(
+            "mount -t overlay overlay -o \"lowerdir={p},upperdir=$D/upper{p},workdir=$D/work{p}\" {p}\n"
+        ));
+    }
+    let mut save = String::new();
+    let mut restore = String::new();
+    for f in KERNEL_FILES_COPIED {
+        save.push_str(&format!(
+            "IFS= read -r k_{f} < /proc/sys/kernel/{f} || k_{f}=\n"
+        ));
+        restore.push_str(&format!(
+            "printf '%s\\n' \"$k_{f}\" > /proc/sys/kernel/{f}\n"
+        ));
+    }
     format!(
         r#"set -eu
+# Everything below changes mounts and the network: never do it in the machine's own namespaces.
+if [ /proc/$$/ns/mnt -ef /proc/{harness}/ns/mnt ] || [ /proc/$$/ns/net -ef /proc/{harness}/ns/net ]; then
+  echo "nshost: refusing to set up a host outside private mount+net namespaces" >&2
+  exit 1
+fi
 D={d}
+umask 022
 # Network: this script already runs in the host's own network namespace.
-ip link set lo up
-ip addr add {addr}/24 dev eth0
-ip link set eth0 up
-ip route add default via {gw}
+ip -batch - <<NSHOST_IP_BATCH
+link set lo up
+addr add {addr}/24 dev eth0
+link set eth0 up
+route add default via {gw}
+NSHOST_IP_BATCH
 # Private copies of the writable system directories (upper dirs in the fleet's temp dir).
-for p in {overlays}; do
-  [ -d "$p" ] || continue
-  mkdir -p "$D/upper$p" "$D/work$p"
-  mount -t overlay overlay -o "lowerdir=$p,upperdir=$D/upper$p,workdir=$D/work$p" "$p"
-done
-mkdir -p /var/crash
+mkdir -p{dirs}
+{mounts}mkdir -p /var/crash
 mount -t tmpfs -o mode=0755 tmpfs /var/crash
 # Remember a few kernel knobs before hiding them.
-mkdir -p "$D/kernel"
-for f in {kernel_files}; do cat "/proc/sys/kernel/$f" > "$D/kernel/$f" 2>/dev/null || true; done
-[ -f "$D/boot_id" ] || cat /proc/sys/kernel/random/uuid > "$D/boot_id"
+{save}IFS= read -r boot_id < /proc/sys/kernel/random/uuid
 mount -t proc proc /proc
 # NOTE: the kernel of these machines has no /proc/sys/kernel/sysrq, so this is a plain file on a
 # tmpfs, holding 0 like a distribution default. Writes to it change nothing in the kernel; tier 3
-# (qemu lab) tests the real knob. The other files here are plain copies, and a per-host boot_id.
+# (qemu lab) tests the real knob. The other files here are plain copies, plus a per-host boot_id.
 mount -t tmpfs -o mode=0755 tmpfs /proc/sys/kernel
 echo 0 > /proc/sys/kernel/sysrq
-for f in {kernel_files}; do [ -f "$D/kernel/$f" ] && cp "$D/kernel/$f" "/proc/sys/kernel/$f"; done
-echo {name} > /proc/sys/kernel/hostname
-mkdir -p /proc/sys/kernel/random
-cp "$D/boot_id" /proc/sys/kernel/random/boot_id
+{restore}echo {name} > /proc/sys/kernel/hostname
 mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -p /run/sshd /run/lock
-chmod 0755 /run/sshd
+mkdir -p /proc/sys/kernel/random /run/sshd /run/lock
+echo "$boot_id" > /proc/sys/kernel/random/boot_id
 hostname {name}
 echo "127.0.1.1 {name}" >> /etc/hosts
 [ -f "$D/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C '' -f "$D/ssh_host_ed25519_key"
 [ -f "$D/ssh_host_rsa_key" ] || ssh-keygen -q -t rsa -b 2048 -N '' -C '' -f "$D/ssh_host_rsa_key"
 # Daemon mode: sshd binds its socket before it forks, so the host is reachable when this returns.
 /usr/sbin/sshd -f "$D/sshd_config" -E "$D/sshd.log"
-echo $$ > "$D/init.pid.tmp"
-mv "$D/init.pid.tmp" "$D/init.pid"
+# One small write: the harness never reads a partial pid.
+echo $$ > "$D/init.pid"
 exec sleep 2147483647
 "#,
         addr = host.address,
         name = host.name,
+        harness = std::process::id(),
     )
 }
