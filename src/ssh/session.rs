@@ -1,4 +1,10 @@
 //! One multiplexed OpenSSH connection per host (openssh crate, native mux) and [`Remote`] over it.
+//!
+//! The master is the system `ssh` (`-M -f -N`, BatchMode, ControlPersist idle timeout,
+//! ServerAliveInterval, ConnectTimeout) with a generated `-F` config that carries the honoured
+//! `ansible_ssh_common_args` and then includes the user's config. Steps are sent as one command
+//! line to the login shell of the remote user, which must be a POSIX shell (sh, bash, dash, ksh,
+//! zsh), as for Ansible.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -224,6 +230,18 @@ async fn launch(
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default()
         ))),
+    }
+}
+
+impl std::fmt::Debug for SshHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshHost")
+            .field("host", &self.target.name)
+            .field("address", &self.target.address)
+            .field("port", &self.target.port)
+            .field("user", &self.target.user)
+            .field("become", &self.target.become_)
+            .finish_non_exhaustive()
     }
 }
 
@@ -455,6 +473,60 @@ mod tests {
                 .unwrap_err()
                 .contains("mode 0700")
         );
+    }
+
+    /// `ssh -G` resolves a config without connecting: check that ssh accepts the generated file
+    /// and that the honoured options take effect, for both the default and an explicit config.
+    #[test]
+    fn generated_config_is_what_ssh_resolves() {
+        if std::process::Command::new("ssh")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIP: generated_config_is_what_ssh_resolves because ssh is not installed");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let user_cfg = tmp.path().join("user_config");
+        std::fs::write(
+            &user_cfg,
+            "Host *\n  ConnectionAttempts 3\n  ServerAliveCountMax 9\n",
+        )
+        .unwrap();
+        let common = parse_common_args(&[
+            "-o".to_string(),
+            "ProxyJump=gw.example".to_string(),
+            "-oServerAliveCountMax=5".to_string(),
+        ])
+        .unwrap();
+        for ssh_config in [None, Some(user_cfg.clone())] {
+            let opts = SshOptions {
+                ssh_config: ssh_config.clone(),
+                ..SshOptions::default()
+            };
+            let cfg = tmp.path().join("generated");
+            std::fs::write(&cfg, ssh_config_text(&opts, &common).unwrap()).unwrap();
+            let out = std::process::Command::new("ssh")
+                .arg("-G")
+                .arg("-F")
+                .arg(&cfg)
+                .arg("198.18.0.10")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+            assert!(
+                out.status.success(),
+                "ssh rejected the generated config: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("\nproxyjump gw.example\n"), "{text}");
+            // The inventory's value wins over both our default and the user's config.
+            assert!(text.contains("\nserveralivecountmax 5\n"), "{text}");
+            if ssh_config.is_some() {
+                assert!(text.contains("\nconnectionattempts 3\n"), "{text}");
+            }
+        }
     }
 
     #[test]
