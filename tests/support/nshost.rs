@@ -48,6 +48,10 @@ const FIRST_HOST: u32 = 10;
 /// /usr/local) is included so that even a package install on a namespace host cannot reach the
 /// machine's own files.
 const OVERLAY_DIRS: &[&str] = &["/etc", "/usr", "/var", "/root", "/home", "/opt", "/srv"];
+/// RSA host key size. 1024 bits is the smallest OpenSSH accepts (RequiredRSASize); a 2048-bit
+/// key costs ~0.25 s of CPU, which made starting 50 hosts on a loaded machine take 15 s instead
+/// of a few. These keys only guard throwaway test hosts; ed25519 is what clients negotiate.
+const RSA_BITS: &str = "1024";
 /// Kernel knobs copied into the fake /proc/sys/kernel (as plain files) so that probes reading
 /// them still find something sensible.
 const KERNEL_FILES_COPIED: &[&str] = &["osrelease", "ostype", "version", "pid_max", "printk"];
@@ -391,6 +395,35 @@ fn routed_prefixes() -> Vec<(u32, u32)> {
     found
 }
 
+/// Phase timings of `Fleet::start`, printed when `NSHOST_TIMING` is set.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.done.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self, hosts: usize) {
+        if std::env::var_os("NSHOST_TIMING").is_some() {
+            for (phase, took) in &self.done {
+                eprintln!("nshost: {hosts} hosts: {phase}: {took:?}");
+            }
+        }
+    }
+}
+
 /// One namespace host.
 pub struct NsHost {
     pub name: String,
@@ -591,8 +624,30 @@ impl NsHost {
     }
 }
 
+/// Starts a host's init: its setup script in a new mount + UTS namespace inside its netns.
+fn spawn_init(host: &NsHost) {
+    let setup_log = fs::File::create(host.dir.join("setup.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &host.netns])
+        .args([
+            "unshare",
+            "--mount",
+            "--uts",
+            "--fork",
+            "--kill-child",
+            "sh",
+        ])
+        .arg(host.dir.join("setup.sh"))
+        .stdin(Stdio::null())
+        .stdout(setup_log.try_clone().unwrap())
+        .stderr(setup_log)
+        .spawn()
+        .expect("nshost: spawn host init");
+    *host.init.lock().unwrap() = Some(child);
+}
+
 fn generate_host_keys(dir: &Path) {
-    for (t, extra) in [("ed25519", &[][..]), ("rsa", &["-b", "2048"][..])] {
+    for (t, extra) in [("ed25519", &[][..]), ("rsa", &["-b", RSA_BITS][..])] {
         let key = dir.join(format!("ssh_host_{t}_key"));
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", t])
@@ -688,7 +743,9 @@ impl Fleet {
         let batch_file = dir.join("net.batch");
         fs::write(&batch_file, batch).unwrap();
         self.network_up = true;
+        let mut phases = Phases::new();
         run(Command::new("ip").arg("-batch").arg(&batch_file));
+        phases.mark("root-namespace network");
 
         // Spawn every host's init, then wait for all of them.
         for (i, name) in names.iter().enumerate() {
@@ -717,26 +774,22 @@ impl Fleet {
                 setup_script(&host, gw, &dir.join("hosts").join(name)),
             )
             .unwrap();
-            let setup_log = fs::File::create(host.dir.join("setup.log")).unwrap();
-            let child = Command::new("ip")
-                .args(["netns", "exec", &host.netns])
-                .args([
-                    "unshare",
-                    "--mount",
-                    "--uts",
-                    "--fork",
-                    "--kill-child",
-                    "sh",
-                ])
-                .arg(host.dir.join("setup.sh"))
-                .stdin(Stdio::null())
-                .stdout(setup_log.try_clone().unwrap())
-                .stderr(setup_log)
-                .spawn()
-                .expect("nshost: spawn host init");
-            *host.init.lock().unwrap() = Some(child);
             self.hosts.push(host);
         }
+        // Spawning waits for each child's exec; on a loaded machine that adds up, so spawn from a
+        // few threads at once. (The children belong to the process, not to these threads.)
+        let workers = 8.min(self.hosts.len().max(1));
+        std::thread::scope(|scope| {
+            for w in 0..workers {
+                let hosts = &self.hosts;
+                scope.spawn(move || {
+                    for host in hosts.iter().skip(w).step_by(workers) {
+                        spawn_init(host);
+                    }
+                });
+            }
+        });
+        phases.mark("spawn host inits");
         let deadline = Instant::now() + Duration::from_secs(60);
         for host in &self.hosts {
             let pid_file = host.dir.join("init.pid");
@@ -764,6 +817,7 @@ impl Fleet {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        phases.mark("host setup (mounts, keys, sshd)");
         // sshd binds before it daemonizes, so every host already listens; check it anyway.
         for host in &self.hosts {
             let addr = SocketAddrV4::new(host.address, 22);
@@ -781,6 +835,8 @@ impl Fleet {
             }
         }
         self.write_known_hosts();
+        phases.mark("reachability check, known_hosts");
+        phases.report(names.len());
     }
 
     /// Rewrites known_hosts with every host's current keys.
@@ -988,7 +1044,7 @@ echo "$boot_id" > /proc/sys/kernel/random/boot_id
 hostname {name}
 echo "127.0.1.1 {name}" >> /etc/hosts
 [ -f "$D/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C '' -f "$D/ssh_host_ed25519_key"
-[ -f "$D/ssh_host_rsa_key" ] || ssh-keygen -q -t rsa -b 2048 -N '' -C '' -f "$D/ssh_host_rsa_key"
+[ -f "$D/ssh_host_rsa_key" ] || ssh-keygen -q -t rsa -b {rsa_bits} -N '' -C '' -f "$D/ssh_host_rsa_key"
 # Daemon mode: sshd binds its socket before it forks, so the host is reachable when this returns.
 /usr/sbin/sshd -f "$D/sshd_config" -E "$D/sshd.log"
 # One small write: the harness never reads a partial pid.
@@ -998,5 +1054,6 @@ exec sleep 2147483647
         addr = host.address,
         name = host.name,
         harness = std::process::id(),
+        rsa_bits = RSA_BITS,
     )
 }
