@@ -324,6 +324,11 @@ pub fn cleanup_stale() {
     orphan_slots.sort_unstable();
     orphan_slots.dedup();
     for slot in orphan_slots {
+        // A fleet claims its slot directory before it creates any namespace, so a namespace seen
+        // above whose slot directory exists *now* belongs to a fleet that started meanwhile.
+        if Path::new(STATE_DIR).join(format!("slot-{slot}")).exists() {
+            continue;
+        }
         teardown_slot_network(slot);
     }
 }
