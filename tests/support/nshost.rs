@@ -23,6 +23,33 @@
 //! host's network namespace is killed, the namespaces, veths and the bridge are deleted and the
 //! directories removed. [`cleanup_stale`] removes what a killed test run left behind; `Fleet::start`
 //! calls it first.
+//!
+//! Typical use (see tests/ssh_engine.rs and tests/ssh_nshost.rs):
+//!
+//! ```ignore
+//! mod support;
+//! use support::nshost::{Fleet, require_root_tools};
+//!
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn example() {
+//!     if !require_root_tools() {
+//!         return; // printed a SKIP line
+//!     }
+//!     let fleet = Fleet::start(&["server", "client1"]);
+//!     fleet.add_sudo_user("client1", "deploy");          // for become tests
+//!     let opts = fleet.ssh_options();                     // pinned known_hosts, empty ssh config
+//!     let host = netdump_provision::ssh::connect(&fleet.target("server"), &opts).await.unwrap();
+//!     // ... run provision against it ...
+//!     let server = fleet.host("server");
+//!     assert_eq!(server.stat("/var/crash"), Some((0, 0, 0o755)));
+//!     let shadow = server.read_file("/etc/shadow").unwrap();  // the host's, not the machine's
+//!     server.set_link(false);                             // "crash": silent, no FIN
+//! }
+//! ```
+//!
+//! What a host is *not*: it shares the machine's kernel, pid namespace, /tmp, /dev and /sys (as
+//! remounted by `ip netns exec`); /proc/sys/kernel is a tmpfs of plain files (see the setup
+//! script), so sysctl writes there change nothing real. Package installs land in the /usr overlay.
 
 #![allow(dead_code)]
 
