@@ -535,3 +535,44 @@ async fn a_silently_dead_host_is_noticed_by_keepalives() {
     let out = host.run(cmd("echo alive")).await.unwrap();
     assert_eq!(out.stdout_str(), "alive\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_are_written_atomically_through_become() {
+    if !require_root_tools() {
+        return;
+    }
+    let fleet = Fleet::start(&["h1"]);
+    fleet.add_sudo_user("h1", "alice");
+    let mut alice = fleet.target("h1");
+    alice.user = Some("alice".into());
+    alice.become_ = true;
+    let host = connect(&alice, &fleet.ssh_options()).await.unwrap();
+    let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let step = netdump_provision::ssh::RemoteFile::new("/etc/ndp test.conf", 0o640)
+        .owner("root", "alice")
+        .write_command("write config", data.clone())
+        .unwrap();
+    let out = host.run(step).await.unwrap();
+    assert!(out.success(), "{}", out.stderr_str());
+    let h1 = fleet.host("h1");
+    let alice_gid: u32 = h1.exec_ok("id -g alice").trim().parse().unwrap();
+    assert_eq!(h1.stat("/etc/ndp test.conf"), Some((0, alice_gid, 0o640)));
+    assert!(h1.read_file("/etc/ndp test.conf").unwrap() == data);
+    assert_eq!(
+        h1.exec_ok("ls -a /etc | grep -c '^.provision' || true")
+            .trim(),
+        "0"
+    );
+    // A missing directory is a failed step with ssh's and the shell's words, not a transport error.
+    let step = netdump_provision::ssh::RemoteFile::new("/nonexistent/dir/f", 0o644)
+        .write_command("write", b"x".to_vec())
+        .unwrap();
+    let out = host.run(step).await.unwrap();
+    assert!(!out.success());
+    assert!(
+        out.stderr_str().contains("/nonexistent/dir"),
+        "{}",
+        out.stderr_str()
+    );
+    assert!(!std::path::Path::new("/etc/ndp test.conf").exists());
+}
