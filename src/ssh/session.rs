@@ -68,6 +68,7 @@ pub async fn connect(target: &Target, opts: &SshOptions) -> Result<SshHost, SshE
     let common = parse_common_args(&target.ssh_common_args).map_err(other)?;
     let control_dir = prepare_control_dir(opts).map_err(other)?;
     let session = launch(target, opts, &common, &control_dir).await?;
+    tracing::debug!(host = %target.name, address = %target.address, port = target.port, "ssh master up");
     Ok(SshHost {
         target: target.clone(),
         opts: opts.clone(),
@@ -263,6 +264,7 @@ impl SshHost {
     async fn reconnect(&self, stale: &Arc<Session>) -> Result<(), SshError> {
         let mut current = self.session.write().await;
         if Arc::ptr_eq(&current, stale) {
+            tracing::info!(host = %self.target.name, "ssh master gone; reconnecting");
             let fresh = launch(&self.target, &self.opts, &self.common, &self.control_dir).await?;
             *current = Arc::new(fresh);
         }
@@ -407,6 +409,14 @@ impl Remote for SshHost {
             .map_err(|_| self.err_other(&cmd.step, "the host connection is closing".into()))?;
         let line = remote_line(&cmd.script, cmd.timeout, self.target.become_);
         let started = Instant::now();
+        // The step name and sizes only: scripts can be long, stdin may hold secrets.
+        tracing::debug!(
+            host = %self.target.name,
+            step = %cmd.step,
+            script_bytes = cmd.script.len(),
+            stdin_bytes = cmd.stdin.as_ref().map_or(0, Vec::len),
+            "run"
+        );
         let out =
             match tokio::time::timeout(local_deadline(cmd.timeout), self.exec(&cmd, &line)).await {
                 Err(_) => {
