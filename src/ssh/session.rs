@@ -301,20 +301,26 @@ impl SshHost {
                 .await;
             match spawned {
                 Ok(child) => return self.collect(child, cmd, &session).await,
-                Err(openssh::Error::Disconnected) if !reconnected => {
-                    // Nothing ran: the master is gone. Start a new one and try once more.
-                    reconnected = true;
-                    self.reconnect(&session).await?;
-                }
-                Err(openssh::Error::Disconnected) => {
-                    return Err(self
-                        .err_disconnected(&cmd.step, "the ssh master connection is gone".into()));
-                }
                 Err(openssh::Error::InvalidCommand) => {
                     return Err(self.err_other(
                         &cmd.step,
                         "the script contains a NUL byte; pass binary data on stdin".into(),
                     ));
+                }
+                Err(e)
+                    if matches!(e, openssh::Error::Disconnected)
+                        || session.check().await.is_err() =>
+                {
+                    // Nothing ran: the master is gone (idle timeout, network, reboot). Start a new
+                    // one and try once more.
+                    if reconnected {
+                        return Err(self.err_disconnected(
+                            &cmd.step,
+                            format!("the ssh master connection is gone ({e})"),
+                        ));
+                    }
+                    reconnected = true;
+                    self.reconnect(&session).await?;
                 }
                 Err(e) => {
                     let detail = std::error::Error::source(&e)
