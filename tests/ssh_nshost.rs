@@ -112,14 +112,23 @@ fn fleet_hosts_are_isolated_and_reachable() {
     assert!(!system_ssh(&fleet, "alpha", "root", "true").status.success());
     alpha.start_sshd();
     let out = system_ssh(&fleet, "alpha", "root", "cat /etc/ndp-marker && echo ok");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "after restart: {}; sshd.log: {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(alpha.dir.join("sshd.log")).unwrap_or_default()
+    );
 
     // A regenerated host key no longer matches known_hosts.
     alpha.regenerate_host_key();
     let out = system_ssh(&fleet, "alpha", "root", "true");
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        String::from_utf8_lossy(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "after key change: {}; sshd.log: {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(alpha.dir.join("sshd.log")).unwrap_or_default()
     );
 
     let dir = fleet.path().to_path_buf();

@@ -616,6 +616,7 @@ impl NsHost {
             String::from_utf8_lossy(&out.stderr),
             fs::read_to_string(&log).unwrap_or_default()
         );
+        self.wait_reachable();
     }
 
     /// Replaces the host keys with new ones and restarts sshd, as a reinstalled host would: the
