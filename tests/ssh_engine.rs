@@ -222,8 +222,7 @@ async fn host_key_policy() {
     // Unknown key: refused by default.
     let err = connect(&target, &opts)
         .await
-        .err()
-        .expect("unknown key accepted");
+        .expect_err("unknown key accepted");
     assert!(matches!(err, SshError::HostKeyUnknown { .. }), "{err:?}");
     assert!(err.is_unreachable());
     assert!(err.to_string().contains(&empty_kh.display().to_string()));
@@ -234,17 +233,14 @@ async fn host_key_policy() {
         ..target.clone()
     };
     opts.accept_new_host_keys = true;
-    let err = connect(&strict_target, &opts)
-        .await
-        .err()
-        .expect("accepted");
+    let err = connect(&strict_target, &opts).await.expect_err("accepted");
     assert!(matches!(err, SshError::HostKeyUnknown { .. }), "{err:?}");
     // Weakening it from the inventory is refused outright.
     let weak_target = netdump_provision::ssh::Target {
         ssh_common_args: vec!["-o".into(), "StrictHostKeyChecking=no".into()],
         ..target.clone()
     };
-    let err = connect(&weak_target, &opts).await.err().expect("accepted");
+    let err = connect(&weak_target, &opts).await.expect_err("accepted");
     assert!(err.to_string().contains("not accepted"), "{err}");
 
     // accept_new: connects and records the key.
@@ -268,8 +264,7 @@ async fn host_key_policy() {
             };
             let err = connect(&target, &opts)
                 .await
-                .err()
-                .expect("changed key accepted");
+                .expect_err("changed key accepted");
             assert!(matches!(err, SshError::HostKeyChanged { .. }), "{err:?}");
             assert!(err.is_unreachable());
         }
@@ -290,8 +285,7 @@ async fn unreachable_hosts_fail_fast_with_connect_errors() {
     let started = Instant::now();
     let err = connect(&target, &opts)
         .await
-        .err()
-        .expect("connected to nothing");
+        .expect_err("connected to nothing");
     let took = started.elapsed();
     eprintln!("unreachable address failed after {took:?}: {err}");
     assert!(matches!(err, SshError::Connect { .. }), "{err:?}");
@@ -306,8 +300,7 @@ async fn unreachable_hosts_fail_fast_with_connect_errors() {
     fleet.host("h1").stop();
     let err = connect(&fleet.target("h1"), &opts)
         .await
-        .err()
-        .expect("connected");
+        .expect_err("connected");
     match &err {
         SshError::Connect { reason, hint, .. } => {
             assert!(reason.contains("Connection refused"), "{reason}");
@@ -320,7 +313,7 @@ async fn unreachable_hosts_fail_fast_with_connect_errors() {
     // Wrong user/key: permission denied, with a hint about the user and key.
     let mut target = fleet.target("h1");
     target.user = Some("nobody-here".into());
-    let err = connect(&target, &opts).await.err().expect("connected");
+    let err = connect(&target, &opts).await.expect_err("connected");
     match &err {
         SshError::Connect { reason, hint, .. } => {
             assert!(reason.contains("Permission denied"), "{reason}");
@@ -503,7 +496,7 @@ async fn common_args_are_honoured_or_refused() {
     assert_eq!(host.run(cmd("echo hi")).await.unwrap().stdout_str(), "hi\n");
     // A -o that would route around the pinned key file is refused before connecting.
     target.ssh_common_args = vec!["-o".into(), "UserKnownHostsFile=/dev/null".into()];
-    let err = connect(&target, &fleet.ssh_options()).await.err().unwrap();
+    let err = connect(&target, &fleet.ssh_options()).await.unwrap_err();
     assert!(matches!(err, SshError::Other { .. }), "{err:?}");
     assert!(
         err.to_string()
@@ -541,4 +534,45 @@ async fn a_silently_dead_host_is_noticed_by_keepalives() {
     h1.set_link(true);
     let out = host.run(cmd("echo alive")).await.unwrap();
     assert_eq!(out.stdout_str(), "alive\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_are_written_atomically_through_become() {
+    if !require_root_tools() {
+        return;
+    }
+    let fleet = Fleet::start(&["h1"]);
+    fleet.add_sudo_user("h1", "alice");
+    let mut alice = fleet.target("h1");
+    alice.user = Some("alice".into());
+    alice.become_ = true;
+    let host = connect(&alice, &fleet.ssh_options()).await.unwrap();
+    let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let step = netdump_provision::ssh::RemoteFile::new("/etc/ndp test.conf", 0o640)
+        .owner("root", "alice")
+        .write_command("write config", data.clone())
+        .unwrap();
+    let out = host.run(step).await.unwrap();
+    assert!(out.success(), "{}", out.stderr_str());
+    let h1 = fleet.host("h1");
+    let alice_gid: u32 = h1.exec_ok("id -g alice").trim().parse().unwrap();
+    assert_eq!(h1.stat("/etc/ndp test.conf"), Some((0, alice_gid, 0o640)));
+    assert!(h1.read_file("/etc/ndp test.conf").unwrap() == data);
+    assert_eq!(
+        h1.exec_ok("ls -a /etc | grep -c '^.provision' || true")
+            .trim(),
+        "0"
+    );
+    // A missing directory is a failed step with ssh's and the shell's words, not a transport error.
+    let step = netdump_provision::ssh::RemoteFile::new("/nonexistent/dir/f", 0o644)
+        .write_command("write", b"x".to_vec())
+        .unwrap();
+    let out = host.run(step).await.unwrap();
+    assert!(!out.success());
+    assert!(
+        out.stderr_str().contains("/nonexistent/dir"),
+        "{}",
+        out.stderr_str()
+    );
+    assert!(!std::path::Path::new("/etc/ndp test.conf").exists());
 }

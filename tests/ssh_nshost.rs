@@ -32,6 +32,7 @@ fn fleet_hosts_are_isolated_and_reachable() {
     }
     let passwd_before = std::fs::read("/etc/passwd").unwrap();
     let shadow_before = std::fs::read("/etc/shadow").unwrap();
+    let hosts_before = std::fs::read("/etc/hosts").unwrap();
     let hostname_before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let fleet = Fleet::start(&["alpha", "beta"]);
 
@@ -97,6 +98,7 @@ fn fleet_hosts_are_isolated_and_reachable() {
     // The machine itself is untouched.
     assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before);
     assert_eq!(std::fs::read("/etc/shadow").unwrap(), shadow_before);
+    assert_eq!(std::fs::read("/etc/hosts").unwrap(), hosts_before);
     assert!(!std::path::Path::new("/etc/ndp-marker").exists());
     assert!(!std::path::Path::new("/etc/sudoers.d/ndp-ndpuser").exists());
     assert!(!std::path::Path::new("/proc/sys/kernel/sysrq").exists());
@@ -110,14 +112,23 @@ fn fleet_hosts_are_isolated_and_reachable() {
     assert!(!system_ssh(&fleet, "alpha", "root", "true").status.success());
     alpha.start_sshd();
     let out = system_ssh(&fleet, "alpha", "root", "cat /etc/ndp-marker && echo ok");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "after restart: {}; sshd.log: {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(alpha.dir.join("sshd.log")).unwrap_or_default()
+    );
 
     // A regenerated host key no longer matches known_hosts.
     alpha.regenerate_host_key();
     let out = system_ssh(&fleet, "alpha", "root", "true");
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        String::from_utf8_lossy(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "after key change: {}; sshd.log: {}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(alpha.dir.join("sshd.log")).unwrap_or_default()
     );
 
     let dir = fleet.path().to_path_buf();

@@ -7,7 +7,8 @@
 //!   [`SshOptions`] (strict unless new keys are accepted; changed keys always refused).
 //! - [`SshHost`] runs each step as `sh -c SCRIPT` (through `sudo -n` for become), bounded on the
 //!   host by coreutils `timeout` and locally by a deadline, at most `max_channels` at once.
-//! - [`shell::quote`] is how other modules put data into scripts.
+//! - [`shell::quote`] is how other modules put data into scripts; [`RemoteFile`] writes a file
+//!   atomically with its content on stdin.
 
 pub mod command;
 pub mod errors;
@@ -15,7 +16,9 @@ pub mod options;
 pub mod remote;
 pub mod session;
 pub mod shell;
+pub mod upload;
 
 pub use options::SshOptions;
 pub use remote::{CommandOutput, Remote, RemoteCommand, SshError, Target};
 pub use session::{SshHost, connect};
+pub use upload::RemoteFile;

@@ -1,4 +1,10 @@
 //! One multiplexed OpenSSH connection per host (openssh crate, native mux) and [`Remote`] over it.
+//!
+//! The master is the system `ssh` (`-M -f -N`, BatchMode, ControlPersist idle timeout,
+//! ServerAliveInterval, ConnectTimeout) with a generated `-F` config that carries the honoured
+//! `ansible_ssh_common_args` and then includes the user's config. Steps are sent as one command
+//! line to the login shell of the remote user, which must be a POSIX shell (sh, bash, dash, ksh,
+//! zsh), as for Ansible.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -68,6 +74,7 @@ pub async fn connect(target: &Target, opts: &SshOptions) -> Result<SshHost, SshE
     let opts = &opts;
     let control_dir = prepare_control_dir(opts).map_err(other)?;
     let session = launch(target, opts, &common, &control_dir).await?;
+    tracing::debug!(host = %target.name, address = %target.address, port = target.port, "ssh master up");
     Ok(SshHost {
         target: target.clone(),
         opts: opts.clone(),
@@ -233,6 +240,18 @@ async fn launch(
     }
 }
 
+impl std::fmt::Debug for SshHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshHost")
+            .field("host", &self.target.name)
+            .field("address", &self.target.address)
+            .field("port", &self.target.port)
+            .field("user", &self.target.user)
+            .field("become", &self.target.become_)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SshHost {
     /// How this host is reached.
     pub fn target(&self) -> &Target {
@@ -251,6 +270,7 @@ impl SshHost {
     async fn reconnect(&self, stale: &Arc<Session>) -> Result<(), SshError> {
         let mut current = self.session.write().await;
         if Arc::ptr_eq(&current, stale) {
+            tracing::info!(host = %self.target.name, "ssh master gone; reconnecting");
             let fresh = launch(&self.target, &self.opts, &self.common, &self.control_dir).await?;
             *current = Arc::new(fresh);
         }
@@ -287,20 +307,26 @@ impl SshHost {
                 .await;
             match spawned {
                 Ok(child) => return self.collect(child, cmd, &session).await,
-                Err(openssh::Error::Disconnected) if !reconnected => {
-                    // Nothing ran: the master is gone. Start a new one and try once more.
-                    reconnected = true;
-                    self.reconnect(&session).await?;
-                }
-                Err(openssh::Error::Disconnected) => {
-                    return Err(self
-                        .err_disconnected(&cmd.step, "the ssh master connection is gone".into()));
-                }
                 Err(openssh::Error::InvalidCommand) => {
                     return Err(self.err_other(
                         &cmd.step,
                         "the script contains a NUL byte; pass binary data on stdin".into(),
                     ));
+                }
+                Err(e)
+                    if matches!(e, openssh::Error::Disconnected)
+                        || session.check().await.is_err() =>
+                {
+                    // Nothing ran: the master is gone (idle timeout, network, reboot). Start a new
+                    // one and try once more.
+                    if reconnected {
+                        return Err(self.err_disconnected(
+                            &cmd.step,
+                            format!("the ssh master connection is gone ({e})"),
+                        ));
+                    }
+                    reconnected = true;
+                    self.reconnect(&session).await?;
                 }
                 Err(e) => {
                     let detail = std::error::Error::source(&e)
@@ -395,6 +421,14 @@ impl Remote for SshHost {
             .map_err(|_| self.err_other(&cmd.step, "the host connection is closing".into()))?;
         let line = remote_line(&cmd.script, cmd.timeout, self.target.become_);
         let started = Instant::now();
+        // The step name and sizes only: scripts can be long, stdin may hold secrets.
+        tracing::debug!(
+            host = %self.target.name,
+            step = %cmd.step,
+            script_bytes = cmd.script.len(),
+            stdin_bytes = cmd.stdin.as_ref().map_or(0, Vec::len),
+            "run"
+        );
         let out =
             match tokio::time::timeout(local_deadline(cmd.timeout), self.exec(&cmd, &line)).await {
                 Err(_) => {
@@ -461,6 +495,60 @@ mod tests {
                 .unwrap_err()
                 .contains("mode 0700")
         );
+    }
+
+    /// `ssh -G` resolves a config without connecting: check that ssh accepts the generated file
+    /// and that the honoured options take effect, for both the default and an explicit config.
+    #[test]
+    fn generated_config_is_what_ssh_resolves() {
+        if std::process::Command::new("ssh")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIP: generated_config_is_what_ssh_resolves because ssh is not installed");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let user_cfg = tmp.path().join("user_config");
+        std::fs::write(
+            &user_cfg,
+            "Host *\n  ConnectionAttempts 3\n  ServerAliveCountMax 9\n",
+        )
+        .unwrap();
+        let common = parse_common_args(&[
+            "-o".to_string(),
+            "ProxyJump=gw.example".to_string(),
+            "-oServerAliveCountMax=5".to_string(),
+        ])
+        .unwrap();
+        for ssh_config in [None, Some(user_cfg.clone())] {
+            let opts = SshOptions {
+                ssh_config: ssh_config.clone(),
+                ..SshOptions::default()
+            };
+            let cfg = tmp.path().join("generated");
+            std::fs::write(&cfg, ssh_config_text(&opts, &common).unwrap()).unwrap();
+            let out = std::process::Command::new("ssh")
+                .arg("-G")
+                .arg("-F")
+                .arg(&cfg)
+                .arg("198.18.0.10")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+            assert!(
+                out.status.success(),
+                "ssh rejected the generated config: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("\nproxyjump gw.example\n"), "{text}");
+            // The inventory's value wins over both our default and the user's config.
+            assert!(text.contains("\nserveralivecountmax 5\n"), "{text}");
+            if ssh_config.is_some() {
+                assert!(text.contains("\nconnectionattempts 3\n"), "{text}");
+            }
+        }
     }
 
     #[test]

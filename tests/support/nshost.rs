@@ -23,6 +23,33 @@
 //! host's network namespace is killed, the namespaces, veths and the bridge are deleted and the
 //! directories removed. [`cleanup_stale`] removes what a killed test run left behind; `Fleet::start`
 //! calls it first.
+//!
+//! Typical use (see tests/ssh_engine.rs and tests/ssh_nshost.rs):
+//!
+//! ```ignore
+//! mod support;
+//! use support::nshost::{Fleet, require_root_tools};
+//!
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn example() {
+//!     if !require_root_tools() {
+//!         return; // printed a SKIP line
+//!     }
+//!     let fleet = Fleet::start(&["server", "client1"]);
+//!     fleet.add_sudo_user("client1", "deploy");          // for become tests
+//!     let opts = fleet.ssh_options();                     // pinned known_hosts, empty ssh config
+//!     let host = netdump_provision::ssh::connect(&fleet.target("server"), &opts).await.unwrap();
+//!     // ... run provision against it ...
+//!     let server = fleet.host("server");
+//!     assert_eq!(server.stat("/var/crash"), Some((0, 0, 0o755)));
+//!     let shadow = server.read_file("/etc/shadow").unwrap();  // the host's, not the machine's
+//!     server.set_link(false);                             // "crash": silent, no FIN
+//! }
+//! ```
+//!
+//! What a host is *not*: it shares the machine's kernel, pid namespace, /tmp, /dev and /sys (as
+//! remounted by `ip netns exec`); /proc/sys/kernel is a tmpfs of plain files (see the setup
+//! script), so sysctl writes there change nothing real. Package installs land in the /usr overlay.
 
 #![allow(dead_code)]
 
@@ -48,6 +75,10 @@ const FIRST_HOST: u32 = 10;
 /// /usr/local) is included so that even a package install on a namespace host cannot reach the
 /// machine's own files.
 const OVERLAY_DIRS: &[&str] = &["/etc", "/usr", "/var", "/root", "/home", "/opt", "/srv"];
+/// RSA host key size. 1024 bits is the smallest OpenSSH accepts (RequiredRSASize); a 2048-bit
+/// key costs ~0.25 s of CPU, which made starting 50 hosts on a loaded machine take 15 s instead
+/// of a few. These keys only guard throwaway test hosts; ed25519 is what clients negotiate.
+const RSA_BITS: &str = "1024";
 /// Kernel knobs copied into the fake /proc/sys/kernel (as plain files) so that probes reading
 /// them still find something sensible.
 const KERNEL_FILES_COPIED: &[&str] = &["osrelease", "ostype", "version", "pid_max", "printk"];
@@ -320,6 +351,11 @@ pub fn cleanup_stale() {
     orphan_slots.sort_unstable();
     orphan_slots.dedup();
     for slot in orphan_slots {
+        // A fleet claims its slot directory before it creates any namespace, so a namespace seen
+        // above whose slot directory exists *now* belongs to a fleet that started meanwhile.
+        if Path::new(STATE_DIR).join(format!("slot-{slot}")).exists() {
+            continue;
+        }
         teardown_slot_network(slot);
     }
 }
@@ -389,6 +425,35 @@ fn routed_prefixes() -> Vec<(u32, u32)> {
         }
     }
     found
+}
+
+/// Phase timings of `Fleet::start`, printed when `NSHOST_TIMING` is set.
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        Phases {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.done.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self, hosts: usize) {
+        if std::env::var_os("NSHOST_TIMING").is_some() {
+            for (phase, took) in &self.done {
+                eprintln!("nshost: {hosts} hosts: {phase}: {took:?}");
+            }
+        }
+    }
 }
 
 /// One namespace host.
@@ -551,6 +616,7 @@ impl NsHost {
             String::from_utf8_lossy(&out.stderr),
             fs::read_to_string(&log).unwrap_or_default()
         );
+        self.wait_reachable();
     }
 
     /// Replaces the host keys with new ones and restarts sshd, as a reinstalled host would: the
@@ -591,8 +657,30 @@ impl NsHost {
     }
 }
 
+/// Starts a host's init: its setup script in a new mount + UTS namespace inside its netns.
+fn spawn_init(host: &NsHost) {
+    let setup_log = fs::File::create(host.dir.join("setup.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &host.netns])
+        .args([
+            "unshare",
+            "--mount",
+            "--uts",
+            "--fork",
+            "--kill-child",
+            "sh",
+        ])
+        .arg(host.dir.join("setup.sh"))
+        .stdin(Stdio::null())
+        .stdout(setup_log.try_clone().unwrap())
+        .stderr(setup_log)
+        .spawn()
+        .expect("nshost: spawn host init");
+    *host.init.lock().unwrap() = Some(child);
+}
+
 fn generate_host_keys(dir: &Path) {
-    for (t, extra) in [("ed25519", &[][..]), ("rsa", &["-b", "2048"][..])] {
+    for (t, extra) in [("ed25519", &[][..]), ("rsa", &["-b", RSA_BITS][..])] {
         let key = dir.join(format!("ssh_host_{t}_key"));
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", t])
@@ -688,7 +776,9 @@ impl Fleet {
         let batch_file = dir.join("net.batch");
         fs::write(&batch_file, batch).unwrap();
         self.network_up = true;
+        let mut phases = Phases::new();
         run(Command::new("ip").arg("-batch").arg(&batch_file));
+        phases.mark("root-namespace network");
 
         // Spawn every host's init, then wait for all of them.
         for (i, name) in names.iter().enumerate() {
@@ -717,26 +807,22 @@ impl Fleet {
                 setup_script(&host, gw, &dir.join("hosts").join(name)),
             )
             .unwrap();
-            let setup_log = fs::File::create(host.dir.join("setup.log")).unwrap();
-            let child = Command::new("ip")
-                .args(["netns", "exec", &host.netns])
-                .args([
-                    "unshare",
-                    "--mount",
-                    "--uts",
-                    "--fork",
-                    "--kill-child",
-                    "sh",
-                ])
-                .arg(host.dir.join("setup.sh"))
-                .stdin(Stdio::null())
-                .stdout(setup_log.try_clone().unwrap())
-                .stderr(setup_log)
-                .spawn()
-                .expect("nshost: spawn host init");
-            *host.init.lock().unwrap() = Some(child);
             self.hosts.push(host);
         }
+        // Spawning waits for each child's exec; on a loaded machine that adds up, so spawn from a
+        // few threads at once. (The children belong to the process, not to these threads.)
+        let workers = 8.min(self.hosts.len().max(1));
+        std::thread::scope(|scope| {
+            for w in 0..workers {
+                let hosts = &self.hosts;
+                scope.spawn(move || {
+                    for host in hosts.iter().skip(w).step_by(workers) {
+                        spawn_init(host);
+                    }
+                });
+            }
+        });
+        phases.mark("spawn host inits");
         let deadline = Instant::now() + Duration::from_secs(60);
         for host in &self.hosts {
             let pid_file = host.dir.join("init.pid");
@@ -764,6 +850,7 @@ impl Fleet {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        phases.mark("host setup (mounts, keys, sshd)");
         // sshd binds before it daemonizes, so every host already listens; check it anyway.
         for host in &self.hosts {
             let addr = SocketAddrV4::new(host.address, 22);
@@ -781,6 +868,8 @@ impl Fleet {
             }
         }
         self.write_known_hosts();
+        phases.mark("reachability check, known_hosts");
+        phases.report(names.len());
     }
 
     /// Rewrites known_hosts with every host's current keys.
@@ -926,54 +1015,78 @@ fn write_sshd_config(host: &NsHost, fleet_dir: &Path) {
     fs::write(d.join("sshd_config"), cfg).unwrap();
 }
 
+/// The host's init script. It runs as root inside the host's new namespaces, and uses shell
+/// builtins where it can, since 50 hosts start at once on a busy machine.
 fn setup_script(host: &NsHost, gw: Ipv4Addr, d: &Path) -> String {
     let d = d.display();
-    let overlays = OVERLAY_DIRS.join(" ");
-    let kernel_files = KERNEL_FILES_COPIED.join(" ");
+    let overlays: Vec<&str> = OVERLAY_DIRS
+        .iter()
+        .copied()
+        .filter(|p| Path::new(p).is_dir())
+        .collect();
+    let mut dirs = String::new();
+    let mut mounts = String::new();
+    for p in &overlays {
+        dirs.push_str(&format!(" \"$D/upper{p}\" \"$D/work{p}\""));
+        mounts.push_str(&format!(
+            "mount -t overlay overlay -o \"lowerdir={p},upperdir=$D/upper{p},workdir=$D/work{p}\" {p}\n"
+        ));
+    }
+    let mut save = String::new();
+    let mut restore = String::new();
+    for f in KERNEL_FILES_COPIED {
+        save.push_str(&format!(
+            "IFS= read -r k_{f} < /proc/sys/kernel/{f} || k_{f}=\n"
+        ));
+        restore.push_str(&format!(
+            "printf '%s\\n' \"$k_{f}\" > /proc/sys/kernel/{f}\n"
+        ));
+    }
     format!(
         r#"set -eu
+# Everything below changes mounts and the network: never do it in the machine's own namespaces.
+if [ /proc/$$/ns/mnt -ef /proc/{harness}/ns/mnt ] || [ /proc/$$/ns/net -ef /proc/{harness}/ns/net ]; then
+  echo "nshost: refusing to set up a host outside private mount+net namespaces" >&2
+  exit 1
+fi
 D={d}
+umask 022
 # Network: this script already runs in the host's own network namespace.
-ip link set lo up
-ip addr add {addr}/24 dev eth0
-ip link set eth0 up
-ip route add default via {gw}
+ip -batch - <<NSHOST_IP_BATCH
+link set lo up
+addr add {addr}/24 dev eth0
+link set eth0 up
+route add default via {gw}
+NSHOST_IP_BATCH
 # Private copies of the writable system directories (upper dirs in the fleet's temp dir).
-for p in {overlays}; do
-  [ -d "$p" ] || continue
-  mkdir -p "$D/upper$p" "$D/work$p"
-  mount -t overlay overlay -o "lowerdir=$p,upperdir=$D/upper$p,workdir=$D/work$p" "$p"
-done
-mkdir -p /var/crash
+mkdir -p{dirs}
+{mounts}mkdir -p /var/crash
 mount -t tmpfs -o mode=0755 tmpfs /var/crash
 # Remember a few kernel knobs before hiding them.
-mkdir -p "$D/kernel"
-for f in {kernel_files}; do cat "/proc/sys/kernel/$f" > "$D/kernel/$f" 2>/dev/null || true; done
-[ -f "$D/boot_id" ] || cat /proc/sys/kernel/random/uuid > "$D/boot_id"
+{save}IFS= read -r boot_id < /proc/sys/kernel/random/uuid
 mount -t proc proc /proc
 # NOTE: the kernel of these machines has no /proc/sys/kernel/sysrq, so this is a plain file on a
 # tmpfs, holding 0 like a distribution default. Writes to it change nothing in the kernel; tier 3
-# (qemu lab) tests the real knob. The other files here are plain copies, and a per-host boot_id.
+# (qemu lab) tests the real knob. The other files here are plain copies, plus a per-host boot_id.
 mount -t tmpfs -o mode=0755 tmpfs /proc/sys/kernel
 echo 0 > /proc/sys/kernel/sysrq
-for f in {kernel_files}; do [ -f "$D/kernel/$f" ] && cp "$D/kernel/$f" "/proc/sys/kernel/$f"; done
-echo {name} > /proc/sys/kernel/hostname
-mkdir -p /proc/sys/kernel/random
-cp "$D/boot_id" /proc/sys/kernel/random/boot_id
+{restore}echo {name} > /proc/sys/kernel/hostname
 mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -p /run/sshd /run/lock
-chmod 0755 /run/sshd
+mkdir -p /proc/sys/kernel/random /run/sshd /run/lock
+echo "$boot_id" > /proc/sys/kernel/random/boot_id
 hostname {name}
 echo "127.0.1.1 {name}" >> /etc/hosts
 [ -f "$D/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C '' -f "$D/ssh_host_ed25519_key"
-[ -f "$D/ssh_host_rsa_key" ] || ssh-keygen -q -t rsa -b 2048 -N '' -C '' -f "$D/ssh_host_rsa_key"
+[ -f "$D/ssh_host_rsa_key" ] || ssh-keygen -q -t rsa -b {rsa_bits} -N '' -C '' -f "$D/ssh_host_rsa_key"
 # Daemon mode: sshd binds its socket before it forks, so the host is reachable when this returns.
 /usr/sbin/sshd -f "$D/sshd_config" -E "$D/sshd.log"
-echo $$ > "$D/init.pid.tmp"
-mv "$D/init.pid.tmp" "$D/init.pid"
+# One small write: the harness never reads a partial pid.
+echo $$ > "$D/init.pid"
 exec sleep 2147483647
 "#,
         addr = host.address,
         name = host.name,
+        harness = std::process::id(),
+        rsa_bits = RSA_BITS,
     )
 }
