@@ -359,6 +359,20 @@ fn env_is(name: &str, v: &str) -> bool {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it:
+    // then only a small smoke run (1 client, loopback, 4 MiB) checks that the bench still works.
+    let benching = std::env::args().any(|a| a == "--bench");
+    if !benching {
+        println!("receiver bench: smoke run (cargo test); `cargo bench --bench receiver` measures");
+        // SAFETY: single-threaded here, before any runtime or thread exists.
+        unsafe {
+            std::env::set_var("RECEIVER_BENCH_CLIENTS", "1");
+            std::env::set_var("RECEIVER_BENCH_NETEM", "0");
+            if std::env::var_os("RECEIVER_BENCH_MB").is_none() {
+                std::env::set_var("RECEIVER_BENCH_MB", "4");
+            }
+        }
+    }
     let total_mb: usize = std::env::var("RECEIVER_BENCH_MB")
         .ok()
         .and_then(|v| v.parse().ok())
