@@ -147,15 +147,23 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Script that atomically writes stdin to `path` with owner, group and mode.
-pub fn atomic_write_script(path: &str, owner: &str, group: &str, mode: u32) -> String {
-    let p = sh_quote(path);
-    let og = sh_quote(&format!("{owner}:{group}"));
-    format!(
-        "set -e\nd=$(dirname {p})\ntmp=$(mktemp \"$d/.ndp-tmp.XXXXXX\")\n\
-         trap 'rm -f \"$tmp\"' EXIT\ncat > \"$tmp\"\nchown {og} \"$tmp\"\nchmod {mode:04o} \"$tmp\"\n\
-         mv -f \"$tmp\" {p}\ntrap - EXIT\n"
-    )
+/// Script that atomically writes stdin to `path` with owner, group and mode (the ssh layer's
+/// [`crate::ssh::RemoteFile`]: temp file next to the target, chown, chmod, sync, rename).
+pub fn atomic_write_script(
+    id: &str,
+    path: &str,
+    owner: &str,
+    group: &str,
+    mode: u32,
+) -> Result<String, ResourceError> {
+    crate::ssh::RemoteFile::new(path, mode)
+        .owner(owner, group)
+        .write_command(id, Vec::new())
+        .map(|c| c.script)
+        .map_err(|detail| ResourceError::Invalid {
+            id: id.to_string(),
+            detail,
+        })
 }
 
 fn attr_changes(st: &PathState, owner: &str, group: &str, mode: u32) -> Vec<String> {
@@ -208,7 +216,8 @@ impl Resource for File {
 
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
         let st = parse_path(&self.id(), observed)?;
-        let write = atomic_write_script(&self.path, &self.owner, &self.group, self.mode);
+        let write =
+            atomic_write_script(&self.id(), &self.path, &self.owner, &self.group, self.mode)?;
         match st.kind {
             PathKind::Absent => Ok(Plan::Change(
                 Change::new(

@@ -145,7 +145,7 @@ impl Resource for ManagedLines {
         Ok(Plan::Change(
             Change::new(
                 summary,
-                atomic_write_script(&self.path, &self.owner, &self.group, self.mode),
+                atomic_write_script(&self.id(), &self.path, &self.owner, &self.group, self.mode)?,
             )
             .with_diff(Some(diff::unified(&self.path, &current, &desired)))
             .with_stdin(desired.into_bytes()),
