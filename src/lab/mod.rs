@@ -419,6 +419,8 @@ pub async fn down(cfg: &LabConfig) -> Result<(), LabError> {
         }
     }
     net::down(&plan_for_state(cfg)?).await?;
+    // Empty once every VM is gone; a failure here only means something else lives there.
+    let _ = std::fs::remove_dir(cfg.state_dir.join("vms"));
     Ok(())
 }
 
