@@ -266,6 +266,11 @@ pub async fn up(cfg: &LabConfig, clients: u8) -> Result<NetPlan, LabError> {
     if let Some(e) = missing_tool() {
         return Err(e);
     }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LabError::Config(
+            "the lab creates network namespaces, taps and disk images: run it as root".into(),
+        ));
+    }
     let plan = cfg.plan(clients)?;
     create_dir_mode(&cfg.state_dir, 0o700)?;
     let mirror = cfg.mirror.clone().unwrap_or_else(image::host_mirror);
