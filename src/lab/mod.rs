@@ -58,8 +58,12 @@ pub enum LabError {
         "lab: building the base image failed: {detail}; see {log}, fix, and run `lab up` again"
     )]
     ImageBuild { log: PathBuf, detail: String },
-    #[error("lab: {vm}: qemu exited right after starting; see its console log {serial}")]
-    VmDied { vm: String, serial: PathBuf },
+    #[error("lab: {vm}: qemu is not running (exited or was killed); console log {serial}:\n{tail}")]
+    VmDied {
+        vm: String,
+        serial: PathBuf,
+        tail: String,
+    },
     #[error(
         "lab: sshd did not answer within {waited_secs} s on: {vms}; see the console logs under \
          {state}/vms/<name>/serial.log (under TCG a boot takes about 2 minutes; raise --timeout \
@@ -339,10 +343,7 @@ pub async fn wait_for_ssh(cfg: &LabConfig, vms: &[VmNet]) -> Result<(), LabError
         for vm in pending {
             let paths = VmPaths::new(&cfg.state_dir, &vm.name);
             if vm::running_pid(&paths).is_none() {
-                return Err(LabError::VmDied {
-                    vm: vm.name.clone(),
-                    serial: paths.serial,
-                });
+                return Err(vm::died(&vm.name, &paths));
             }
             if cfg.ssh(vm.ip, "true").await?.0 {
                 eprintln!(
