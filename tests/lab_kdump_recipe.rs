@@ -129,7 +129,7 @@ async fn exercise(cfg: &LabConfig) {
     wait_until(
         cfg,
         client,
-        "systemctl is-active kdump-tools && kdump-config status | grep -q 'ready to kdump'",
+        "systemctl is-active kdump-tools && kdump-config status | grep -Eq 'current state *: *ready to kdump'",
         long,
     )
     .await;
@@ -199,7 +199,7 @@ async fn exercise(cfg: &LabConfig) {
         client,
         &format!(
             "id=$(cat /proc/sys/kernel/random/boot_id); [ \"$id\" != {boot_id} ] && \
-             kdump-config status | grep -q 'ready to kdump' && echo $id"
+             kdump-config status | grep -Eq 'current state *: *ready to kdump' && echo $id"
         ),
         long,
     )
