@@ -193,7 +193,7 @@ impl LabConfig {
             "-o".into(),
             "BatchMode=yes".into(),
             "-o".into(),
-            "ConnectTimeout=5".into(),
+            "ConnectTimeout=15".into(),
             "-o".into(),
             "StrictHostKeyChecking=yes".into(),
             "-o".into(),
@@ -206,8 +206,27 @@ impl LabConfig {
         ]
     }
 
-    /// Runs `script` as root on the VM at `ip`; returns (exit 0?, stdout).
+    /// Runs `script` as root on the VM at `ip`; returns (exit 0?, stdout). A transport failure
+    /// (ssh exit 255: TCG guests on a loaded host can miss the connect timeout) is retried
+    /// twice, 3 s apart, so use scripts that are safe to repeat.
     pub async fn ssh(&self, ip: Ipv4Addr, script: &str) -> Result<(bool, String), LabError> {
+        let mut attempt = 0;
+        loop {
+            let (status, out) = self.ssh_once(ip, script).await?;
+            attempt += 1;
+            if status != Some(255) || attempt == 3 {
+                return Ok((status == Some(0), out));
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    }
+
+    /// One ssh attempt: (exit status, stdout).
+    pub async fn ssh_once(
+        &self,
+        ip: Ipv4Addr,
+        script: &str,
+    ) -> Result<(Option<i32>, String), LabError> {
         let out = tokio::process::Command::new("ssh")
             .args(self.ssh_args(ip))
             .arg(script)
@@ -221,7 +240,7 @@ impl LabConfig {
                 source: e,
             })?;
         Ok((
-            out.status.success(),
+            out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         ))
     }
@@ -345,7 +364,7 @@ pub async fn wait_for_ssh(cfg: &LabConfig, vms: &[VmNet]) -> Result<(), LabError
             if vm::running_pid(&paths).is_none() {
                 return Err(vm::died(&vm.name, &paths));
             }
-            if cfg.ssh(vm.ip, "true").await?.0 {
+            if cfg.ssh_once(vm.ip, "true").await?.0 == Some(0) {
                 eprintln!(
                     "lab: {} answers on ssh after {} s",
                     vm.name,
