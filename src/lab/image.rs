@@ -127,6 +127,12 @@ pub async fn ensure(cache: &Path, mirror: &str) -> Result<BaseImage, LabError> {
         return Ok(img);
     }
     super::create_dir_mode(&img.dir, 0o755)?;
+    // One builder at a time (a hand-started `lab up` and the e2e test share the cache); the
+    // lock is released when `_lock` drops. A waiter finds the finished image afterwards.
+    let _lock = lock(&img.dir.join("build.lock")).await?;
+    if img.is_complete() {
+        return Ok(img);
+    }
     let tmp = img.dir.join("rootfs.tmp");
     for stale in [&tmp, &img.rootfs] {
         if stale.exists() {
@@ -165,6 +171,22 @@ pub async fn ensure(cache: &Path, mirror: &str) -> Result<BaseImage, LabError> {
     std::fs::rename(&tmp, &img.rootfs).map_err(|e| LabError::io(&img.rootfs, e))?;
     finish(&img).await?;
     Ok(img)
+}
+
+async fn lock(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, LabError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| LabError::io(path, e))?;
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| LabError::io(&p, std::io::Error::from(errno)))
+    })
+    .await
+    .map_err(|e| LabError::io(path, std::io::Error::other(e)))?
 }
 
 /// Copies the kernel and initrd out of the rootfs and marks the build complete.

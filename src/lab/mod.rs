@@ -58,8 +58,12 @@ pub enum LabError {
         "lab: building the base image failed: {detail}; see {log}, fix, and run `lab up` again"
     )]
     ImageBuild { log: PathBuf, detail: String },
-    #[error("lab: {vm}: qemu exited right after starting; see its console log {serial}")]
-    VmDied { vm: String, serial: PathBuf },
+    #[error("lab: {vm}: qemu is not running (exited or was killed); console log {serial}:\n{tail}")]
+    VmDied {
+        vm: String,
+        serial: PathBuf,
+        tail: String,
+    },
     #[error(
         "lab: sshd did not answer within {waited_secs} s on: {vms}; see the console logs under \
          {state}/vms/<name>/serial.log (under TCG a boot takes about 2 minutes; raise --timeout \
@@ -189,7 +193,7 @@ impl LabConfig {
             "-o".into(),
             "BatchMode=yes".into(),
             "-o".into(),
-            "ConnectTimeout=5".into(),
+            "ConnectTimeout=15".into(),
             "-o".into(),
             "StrictHostKeyChecking=yes".into(),
             "-o".into(),
@@ -202,8 +206,27 @@ impl LabConfig {
         ]
     }
 
-    /// Runs `script` as root on the VM at `ip`; returns (exit 0?, stdout).
+    /// Runs `script` as root on the VM at `ip`; returns (exit 0?, stdout). A transport failure
+    /// (ssh exit 255: TCG guests on a loaded host can miss the connect timeout) is retried
+    /// twice, 3 s apart, so use scripts that are safe to repeat.
     pub async fn ssh(&self, ip: Ipv4Addr, script: &str) -> Result<(bool, String), LabError> {
+        let mut attempt = 0;
+        loop {
+            let (status, out) = self.ssh_once(ip, script).await?;
+            attempt += 1;
+            if status != Some(255) || attempt == 3 {
+                return Ok((status == Some(0), out));
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    }
+
+    /// One ssh attempt: (exit status, stdout).
+    pub async fn ssh_once(
+        &self,
+        ip: Ipv4Addr,
+        script: &str,
+    ) -> Result<(Option<i32>, String), LabError> {
         let out = tokio::process::Command::new("ssh")
             .args(self.ssh_args(ip))
             .arg(script)
@@ -217,7 +240,7 @@ impl LabConfig {
                 source: e,
             })?;
         Ok((
-            out.status.success(),
+            out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         ))
     }
@@ -265,6 +288,11 @@ pub struct VmStatus {
 pub async fn up(cfg: &LabConfig, clients: u8) -> Result<NetPlan, LabError> {
     if let Some(e) = missing_tool() {
         return Err(e);
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(LabError::Config(
+            "the lab creates network namespaces, taps and disk images: run it as root".into(),
+        ));
     }
     let plan = cfg.plan(clients)?;
     create_dir_mode(&cfg.state_dir, 0o700)?;
@@ -334,12 +362,9 @@ pub async fn wait_for_ssh(cfg: &LabConfig, vms: &[VmNet]) -> Result<(), LabError
         for vm in pending {
             let paths = VmPaths::new(&cfg.state_dir, &vm.name);
             if vm::running_pid(&paths).is_none() {
-                return Err(LabError::VmDied {
-                    vm: vm.name.clone(),
-                    serial: paths.serial,
-                });
+                return Err(vm::died(&vm.name, &paths));
             }
-            if cfg.ssh(vm.ip, "true").await?.0 {
+            if cfg.ssh_once(vm.ip, "true").await?.0 == Some(0) {
                 eprintln!(
                     "lab: {} answers on ssh after {} s",
                     vm.name,
@@ -419,6 +444,8 @@ pub async fn down(cfg: &LabConfig) -> Result<(), LabError> {
         }
     }
     net::down(&plan_for_state(cfg)?).await?;
+    // Empty once every VM is gone; a failure here only means something else lives there.
+    let _ = std::fs::remove_dir(cfg.state_dir.join("vms"));
     Ok(())
 }
 

@@ -240,10 +240,19 @@ pub async fn start(
     .args(qemu_args(vm, paths, img))
     .run()
     .await?;
-    running_pid(paths).ok_or_else(|| LabError::VmDied {
-        vm: vm.name.clone(),
+    running_pid(paths).ok_or_else(|| died(&vm.name, paths))
+}
+
+/// The error for a VM whose qemu is gone, with the end of its console log.
+pub fn died(name: &str, paths: &VmPaths) -> LabError {
+    let log = std::fs::read(&paths.serial).unwrap_or_default();
+    let text = String::from_utf8_lossy(&log);
+    let lines: Vec<&str> = text.lines().rev().take(8).collect();
+    LabError::VmDied {
+        vm: name.to_string(),
         serial: paths.serial.clone(),
-    })
+        tail: lines.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    }
 }
 
 /// Stops the VM's qemu: SIGTERM, then SIGKILL after 10 s. Idempotent.
