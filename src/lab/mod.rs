@@ -12,6 +12,7 @@
 //! `inventory` (the Ansible-format inventory), `cmd` (running host tools).
 
 pub mod cmd;
+pub mod demo;
 pub mod image;
 pub mod inventory;
 pub mod keys;
@@ -108,7 +109,7 @@ pub struct LabArgs {
     #[arg(long, global = true)]
     pub mirror: Option<String>,
     /// Seconds `up` waits for sshd on every VM.
-    #[arg(long, default_value_t = 900, global = true)]
+    #[arg(long, default_value_t = 1800, global = true)]
     pub timeout: u64,
 }
 
@@ -125,10 +126,14 @@ pub enum LabCommand {
     Down,
     /// Show each VM's pid, address and whether ssh answers.
     Status,
-    /// `up`, then print how to provision and crash-test the lab.
+    /// The whole story: `up`, apply, apply again (must change nothing), test-crash every
+    /// client, show where dumps and logs landed, then `down` (unless --keep).
     Demo {
         #[arg(long, default_value_t = 1)]
         clients: u8,
+        /// Leave the lab running afterwards (for a look around, or for tests).
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -486,17 +491,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             eprintln!("lab: up; inventory {}", cfg.inventory().display());
             Ok(0)
         }
-        LabCommand::Demo { clients } => {
-            let plan = up(&cfg, clients).await?;
-            let inv = cfg.inventory();
-            println!("The lab is up. Next steps:");
-            println!("  provision apply -i {}", inv.display());
-            for c in plan.clients() {
-                println!("  provision test-crash {} -i {}", c.name, inv.display());
-            }
-            println!("  provision lab down");
-            Ok(0)
-        }
+        LabCommand::Demo { clients, keep } => demo::demo(&cfg, clients, keep).await,
         LabCommand::Down => {
             down(&cfg).await?;
             eprintln!("lab: down");

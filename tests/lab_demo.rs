@@ -1,0 +1,172 @@
+//! Tier 3, the product end to end on real kernels: `provision lab demo --keep` brings up a server
+//! VM and a kdump client VM, applies, applies again (must change nothing), crash-tests the client
+//! (real `echo c > /proc/sysrq-trigger`, capture kernel, makedumpfile over ssh, reboot), and
+//! the test then checks independently what landed on the server before `provision lab down`,
+//! which must leave no qemu process, namespace or veth behind.
+//!
+//! Own namespace (`ndlabd`), subnet (198.19.3.0/24) and state dir; the base image cache is shared.
+//! Takes several minutes under TCG.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use netdump_provision::lab::{self, LabConfig};
+
+const NETNS: &str = "ndlabd";
+const SUBNET: &str = "198.19.3";
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("NETDUMP_LAB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(lab::DEFAULT_CACHE_DIR))
+}
+
+fn provision_lab(state: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_provision"))
+        .arg("lab")
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .args(["--netns", NETNS, "--subnet", SUBNET, "--timeout", "2400"])
+        .output()
+        .expect("run provision lab")
+}
+
+fn show(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn processes_mentioning(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_applies_and_proves_a_real_crash_dump() {
+    if let Some(missing) = lab::missing_tool() {
+        eprintln!("SKIP: lab demo test: {missing}");
+        return;
+    }
+    let state = tempfile::Builder::new()
+        .prefix("ndlabd-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let out = provision_lab(state.path(), &["demo", "--keep"]);
+    let cfg = LabConfig {
+        state_dir: state.path().to_path_buf(),
+        cache_dir: cache_dir(),
+        netns: NETNS.into(),
+        subnet: [198, 19, 3],
+        mirror: None,
+        timeout: Duration::from_secs(2400),
+    };
+    let result = tokio::spawn(checks(cfg, out, state.path().to_path_buf())).await;
+
+    let down = provision_lab(state.path(), &["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", show(&down));
+    assert_eq!(
+        processes_mentioning(&state.path().display().to_string()),
+        0,
+        "qemu left running"
+    );
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains(NETNS),
+        "namespace left behind"
+    );
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains(NETNS),
+        "veth left behind"
+    );
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn checks(cfg: LabConfig, out: std::process::Output, state: PathBuf) {
+    assert_eq!(out.status.code(), Some(0), "demo failed:\n{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("second apply: exit 0, 0 changed"), "{text}");
+    assert!(text.contains("PASS lab-client1"), "{text}");
+    let server = format!("{SUBNET}.10").parse().unwrap();
+    let client_ip = format!("{SUBNET}.11");
+
+    // Independently of test-crash: a complete dump and a dmesg with the crash line.
+    let (ok, listing) = cfg
+        .ssh(
+            server,
+            &format!("cd /var/crash && ls -d {client_ip}-*/ && ls {client_ip}-*/"),
+        )
+        .await
+        .unwrap();
+    assert!(ok, "{listing}");
+    assert!(
+        listing.contains("dump.") && listing.contains("dmesg."),
+        "{listing}"
+    );
+    assert!(!listing.contains("incomplete"), "{listing}");
+    let (ok, dmesg) = cfg
+        .ssh(server, &format!("cat /var/crash/{client_ip}-*/dmesg.*"))
+        .await
+        .unwrap();
+    assert!(ok && dmesg.contains("sysrq: Trigger a crash"), "{dmesg}");
+    let (ok, head) = cfg
+        .ssh(
+            server,
+            &format!("head -c 12 /var/crash/{client_ip}-*/dump.*"),
+        )
+        .await
+        .unwrap();
+    assert!(ok && head.starts_with("makedumpfile"), "{head}");
+    // The receiver's console log holds the panic, and events.jsonl the crash.
+    let (ok, console) = cfg
+        .ssh(server, &format!("cat /var/crash/console/{client_ip}.log"))
+        .await
+        .unwrap();
+    assert!(
+        ok && console.contains("Kernel panic - not syncing"),
+        "{console}"
+    );
+    let (ok, events) = cfg
+        .ssh(server, "cat /var/crash/events.jsonl")
+        .await
+        .unwrap();
+    assert!(
+        ok && events.contains(&format!("\"host\":\"{client_ip}\"")),
+        "{events}"
+    );
+    // The receiver runs unprivileged.
+    let (ok, user) = cfg
+        .ssh(server, "ps -o user= -C netdump-provision | sort -u")
+        .await
+        .unwrap();
+    assert!(ok && user.trim() == "netdump", "receiver user: {user:?}");
+    // The JUnit report says one test, no failure.
+    let junit = std::fs::read_to_string(state.join("test-crash.xml")).unwrap();
+    assert!(
+        junit.contains("tests=\"1\"") && junit.contains("failures=\"0\""),
+        "{junit}"
+    );
+}
