@@ -200,8 +200,26 @@ fn phases(events: &[(f64, serde_json::Value)], total: f64) -> Vec<(&'static str,
             prev = *t;
         }
     }
+    // Per host: "connect" then "facts" (ssh is up); the keys phase starts after every probe.
+    let at = |host: &serde_json::Value, phase: &str| {
+        find(&|v| v["event"] == "phase" && &v["host"] == host && v["phase"] == phase)
+    };
+    let first_connect = find(&|v| v["event"] == "phase" && v["phase"] == "connect").unwrap_or(0.0);
+    let (mut slowest_connect, mut last_facts) = (0.0f64, first_connect);
+    for (_, v) in events
+        .iter()
+        .filter(|(_, v)| v["event"] == "phase" && v["phase"] == "connect")
+    {
+        if let (Some(c), Some(f)) = (at(&v["host"], "connect"), at(&v["host"], "facts")) {
+            slowest_connect = slowest_connect.max(f - c);
+            last_facts = last_facts.max(f);
+        }
+    }
     vec![
         ("connect+facts", first_keys),
+        ("  start (to first connect)", first_connect),
+        ("  ssh connect, slowest host", slowest_connect),
+        ("  facts probe after last connect", first_keys - last_facts),
         ("keys", srv_observe - first_keys),
         ("server", srv_done - srv_observe),
         ("  of which receiver upload", upload),
@@ -644,6 +662,14 @@ fn main() {
             "rep {rep}: provision cold {:.2}s, no-op {:.2}s (fleet start {fleet_secs:.1}s)",
             cold.secs, noop.secs
         );
+        for (what, run) in [("cold", &cold), ("no-op", &noop)] {
+            let parts: Vec<String> = run
+                .phases
+                .iter()
+                .map(|(n, t)| format!("{}={t:.2}", n.trim()))
+                .collect();
+            println!("rep {rep}: provision {what} phases: {}", parts.join(", "));
+        }
         p_cold.push(cold.secs);
         p_noop.push(noop.secs);
         p_phases.push(cold.phases);
