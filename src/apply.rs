@@ -90,6 +90,10 @@ impl Sink {
 struct Session {
     remote: Arc<dyn Remote>,
     facts: Facts,
+    /// Managed clients: the effective flavour and the key phase's result (public key, `None`
+    /// in check mode when it does not exist yet), done right after facts so no client waits
+    /// for the slowest connection of the fleet before generating its key.
+    client: Option<(ClientFlavor, Result<Option<String>, Stop>)>,
 }
 
 /// Runs apply over `selected` hosts (inventory names, already filtered by `--limit`).
@@ -122,16 +126,20 @@ pub async fn apply(
         }
     }
 
-    // Phase 1: connect + facts.
+    // Phase 1: connect + facts; for managed clients also phase 2, their key pairs (generated on
+    // the clients; only public keys travel).
+    let managed_set: Arc<BTreeSet<String>> = Arc::new(managed.iter().cloned().collect());
     let sessions = run_parallel(opts.forks, probe.clone(), {
         let fleet = fleet.clone();
         let connector = connector.clone();
         let sink = sink.clone();
         let timeout = opts.step_timeout;
+        let (check, diff) = (opts.check, opts.diff);
         move |host: String| {
             let fleet = fleet.clone();
             let connector = connector.clone();
             let sink = sink.clone();
+            let managed_set = managed_set.clone();
             async move {
                 let target = fleet
                     .targets
@@ -150,7 +158,26 @@ pub async fn apply(
                     .await?;
                 let facts = facts::parse(&out.stdout_str())
                     .map_err(|e| Stop::Failed(format!("{host}: {e}")))?;
-                Ok(Session { remote, facts })
+                let client = match fleet.clients.get(&host) {
+                    Some(settings) if managed_set.contains(&host) => {
+                        let flavor = roles::effective_flavor(settings, &facts);
+                        sink.phase(&host, "keys");
+                        let key = match client_keypair(settings, flavor, &facts) {
+                            Ok(kp) => {
+                                ensure_keypair(&host, &*remote, &kp, check, diff, timeout, &sink)
+                                    .await
+                            }
+                            Err(e) => Err(Stop::Failed(e.to_string())),
+                        };
+                        Some((flavor, key))
+                    }
+                    _ => None,
+                };
+                Ok(Session {
+                    remote,
+                    facts,
+                    client,
+                })
             }
         }
     })
@@ -180,52 +207,26 @@ pub async fn apply(
         }
     }
 
-    // Phase 2: client key pairs (generated on the clients; only public keys travel).
+    // Phase 2 results (the key pairs were handled with the facts).
     let clients: Vec<String> = managed
         .iter()
         .filter(|h| fleet.clients.contains_key(*h) && live.contains_key(*h))
         .cloned()
         .collect();
     let mut flavors: HashMap<String, ClientFlavor> = HashMap::new();
-    for c in &clients {
-        flavors.insert(
-            c.clone(),
-            roles::effective_flavor(&fleet.clients[c], &live[c].facts),
-        );
-    }
-    let key_results = run_parallel(opts.forks, clients.clone(), {
-        let fleet = fleet.clone();
-        let live = live.clone();
-        let sink = sink.clone();
-        let flavors = flavors.clone();
-        let check = opts.check;
-        let diff = opts.diff;
-        let timeout = opts.step_timeout;
-        move |host: String| {
-            let settings = fleet.clients[&host].clone();
-            let session = live[&host].clone();
-            let sink = sink.clone();
-            let flavor = flavors[&host];
-            async move {
-                sink.phase(&host, "keys");
-                let kp = client_keypair(&settings, flavor, &session.facts)
-                    .map_err(|e| Stop::Failed(e.to_string()))?;
-                let key = ensure_keypair(&host, &*session.remote, &kp, check, diff, timeout, &sink)
-                    .await?;
-                Ok(key)
-            }
-        }
-    })
-    .await;
     let mut client_keys: HashMap<String, Option<String>> = HashMap::new();
-    for (host, r) in key_results {
-        match r {
+    for host in &clients {
+        let Some((flavor, key)) = live[host].client.clone() else {
+            continue;
+        };
+        flavors.insert(host.clone(), flavor);
+        match key {
             Ok(k) => {
-                client_keys.insert(host, k);
+                client_keys.insert(host.clone(), k);
             }
             Err(stop) => {
-                finish(&sink, &host, stop.outcome());
-                stopped.insert(host, stop);
+                finish(&sink, host, stop.outcome());
+                stopped.insert(host.clone(), stop);
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod diff;
+pub mod exec;
 pub mod file;
 pub mod keypair;
 pub mod lines;
@@ -18,6 +19,7 @@ pub mod user;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+pub use exec::Exec;
 pub use file::{Directory, File};
 pub use keypair::KeyPair;
 pub use lines::ManagedLines;

@@ -164,17 +164,38 @@ pub fn resources(
     let conf_id = conf.id();
     r.push(Box::new(conf));
 
-    // The crashkernel reservation: written to the boot configuration when nothing is reserved.
-    if facts.kexec_crash_size == Some(0) && deb {
-        r.push(Box::new(root_file(
-            GRUB_DROPIN,
-            format!(
-                "# Managed by netdump-provision: memory for the kdump capture kernel.\n\
-                 GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT crashkernel={}\"\n",
-                s.kdump.crashkernel
-            ),
-            0o644,
-        )));
+    // The crashkernel reservation: written to the boot configuration when nothing is reserved
+    // (it takes effect at the next boot; apply reports "reboot required").
+    if facts.kexec_crash_size == Some(0) {
+        let size = crate::resources::sh_quote(&format!("crashkernel={}", s.kdump.crashkernel));
+        if deb {
+            let dropin = root_file(
+                GRUB_DROPIN,
+                format!(
+                    "# Managed by netdump-provision: memory for the kdump capture kernel.\n\
+                     GRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT crashkernel={}\"\n",
+                    s.kdump.crashkernel
+                ),
+                0o644,
+            );
+            let dropin_id = dropin.id();
+            r.push(Box::new(dropin));
+            r.push(Box::new(crate::resources::Exec {
+                name: "update-grub".into(),
+                check: Some(format!(
+                    "! command -v update-grub || grep -q -- {size} /boot/grub/grub.cfg"
+                )),
+                script: "update-grub".into(),
+                on_change: vec![dropin_id],
+            }));
+        } else {
+            r.push(Box::new(crate::resources::Exec {
+                name: "grubby-crashkernel".into(),
+                check: Some(format!("grubby --info=DEFAULT | grep -q -- {size}")),
+                script: format!("grubby --update-kernel=ALL --args={size}"),
+                on_change: vec![],
+            }));
+        }
     }
 
     r.extend(sysrq(s, facts, templates)?);
