@@ -367,6 +367,18 @@ pub async fn apply(
     })
     .await;
     for (host, r) in client_results {
+        if flavors.get(&host) == Some(&ClientFlavor::Kdump)
+            && live[&host].facts.kexec_crash_size == Some(0)
+        {
+            sink.emit(Event::Warning {
+                host: host.clone(),
+                message: format!(
+                    "no memory is reserved for the capture kernel (/sys/kernel/kexec_crash_size is 0): crashkernel={} {} the boot configuration; REBOOT REQUIRED before kdump can work",
+                    fleet.clients[&host].kdump.crashkernel,
+                    if opts.check { "would be written to" } else { "is in" }
+                ),
+            });
+        }
         match r {
             Ok(changed) => finish(
                 &sink,

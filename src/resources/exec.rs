@@ -21,13 +21,19 @@ impl Resource for Exec {
 
     fn observe_script(&self) -> String {
         match &self.check {
-            Some(c) => format!("if {{ {c}\n}} >/dev/null 2>&1; then echo done=yes; else echo done=no; fi"),
+            Some(c) => {
+                format!("if {{ {c}\n}} >/dev/null 2>&1; then echo done=yes; else echo done=no; fi")
+            }
             None => "echo done=unknown".into(),
         }
     }
 
     fn plan(&self, observed: &Observed, ctx: &PlanContext) -> Result<Plan, ResourceError> {
-        let triggered: Vec<&String> = self.on_change.iter().filter(|id| ctx.changed.contains(*id)).collect();
+        let triggered: Vec<&String> = self
+            .on_change
+            .iter()
+            .filter(|id| ctx.changed.contains(*id))
+            .collect();
         let done = match observed.field("done") {
             Some("yes") => true,
             Some("no") | Some("unknown") => false,
@@ -45,9 +51,19 @@ impl Resource for Exec {
         let why = if triggered.is_empty() {
             "check failed".to_string()
         } else {
-            format!("{} changed", triggered.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            format!(
+                "{} changed",
+                triggered
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
-        Ok(Plan::Change(Change::new(format!("run ({why})"), format!("set -e\n{}\n", self.script))))
+        Ok(Plan::Change(Change::new(
+            format!("run ({why})"),
+            format!("set -e\n{}\n", self.script),
+        )))
     }
 }
 
@@ -56,8 +72,15 @@ mod tests {
     use super::*;
 
     fn sh(script: &str) -> Observed {
-        let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
-        Observed { text: String::from_utf8(out.stdout).unwrap(), status: out.status.code().unwrap_or(-1) }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        Observed {
+            text: String::from_utf8(out.stdout).unwrap(),
+            status: out.status.code().unwrap_or(-1),
+        }
     }
 
     #[test]
@@ -69,12 +92,23 @@ mod tests {
             on_change: vec!["file:/etc/default/grub.d/x.cfg".into()],
         };
         let mut ctx = PlanContext::default();
-        assert!(matches!(e.plan(&sh(&e.observe_script()), &ctx).unwrap(), Plan::Ok));
+        assert!(matches!(
+            e.plan(&sh(&e.observe_script()), &ctx).unwrap(),
+            Plan::Ok
+        ));
         ctx.changed.insert("file:/etc/default/grub.d/x.cfg".into());
-        let Plan::Change(c) = e.plan(&sh(&e.observe_script()), &ctx).unwrap() else { panic!() };
+        let Plan::Change(c) = e.plan(&sh(&e.observe_script()), &ctx).unwrap() else {
+            panic!()
+        };
         assert!(c.summary.contains("x.cfg changed"));
-        let e2 = Exec { check: Some("false".into()), ..e };
-        let Plan::Change(c) = e2.plan(&sh(&e2.observe_script()), &PlanContext::default()).unwrap() else {
+        let e2 = Exec {
+            check: Some("false".into()),
+            ..e
+        };
+        let Plan::Change(c) = e2
+            .plan(&sh(&e2.observe_script()), &PlanContext::default())
+            .unwrap()
+        else {
             panic!()
         };
         assert_eq!(c.summary, "run (check failed)");
