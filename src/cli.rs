@@ -151,6 +151,17 @@ impl Connector for SshConnector {
     }
 }
 
+/// This program's own executable. `/proc/self/exe` still opens when the file on disk was
+/// replaced (e.g. rebuilt) while we run, unlike the path `current_exe` returns.
+pub fn self_exe() -> std::io::Result<PathBuf> {
+    let proc_exe = PathBuf::from("/proc/self/exe");
+    if proc_exe.exists() {
+        Ok(proc_exe)
+    } else {
+        std::env::current_exe()
+    }
+}
+
 /// Reads the netdump password from `--password-file` or `NETDUMP_PASSWORD`.
 fn password_input(file: Option<&PathBuf>) -> Result<PasswordInput> {
     if let Some(p) = file {
@@ -226,7 +237,7 @@ async fn run_apply(args: ApplyArgs, verbose: u8) -> Result<i32> {
     let receiver_binary = if needs_binary {
         let p = match &args.receiver_binary {
             Some(p) => p.clone(),
-            None => std::env::current_exe().context(
+            None => self_exe().context(
                 "cannot locate this program to install it as the receiver; pass --receiver-binary",
             )?,
         };
