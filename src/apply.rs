@@ -36,6 +36,9 @@ pub struct ApplyOptions {
     pub receiver_binary: Option<Arc<Vec<u8>>>,
     /// Bound for observation and facts steps.
     pub step_timeout: Duration,
+    /// `--reboot`: reboot kdump clients whose crashkernel reservation needs a boot, and wait
+    /// this long for each to come back armed.
+    pub reboot: Option<Duration>,
 }
 
 /// Why a host stopped.
@@ -366,30 +369,78 @@ pub async fn apply(
         }
     })
     .await;
+    let mut to_reboot = Vec::new();
     for (host, r) in client_results {
-        if flavors.get(&host) == Some(&ClientFlavor::Kdump)
-            && live[&host].facts.kexec_crash_size == Some(0)
-        {
-            sink.emit(Event::Warning {
-                host: host.clone(),
-                message: format!(
-                    "no memory is reserved for the capture kernel (/sys/kernel/kexec_crash_size is 0): crashkernel={} {} the boot configuration; REBOOT REQUIRED before kdump can work",
-                    fleet.clients[&host].kdump.crashkernel,
-                    if opts.check { "would be written to" } else { "is in" }
-                ),
-            });
-        }
+        let needs_boot = flavors.get(&host) == Some(&ClientFlavor::Kdump)
+            && live[&host].facts.kexec_crash_size == Some(0);
         match r {
-            Ok(changed) => finish(
-                &sink,
-                &host,
-                if changed {
-                    HostOutcome::Changed
-                } else {
-                    HostOutcome::Ok
-                },
-            ),
+            Ok(changed) if needs_boot && opts.reboot.is_some() && !opts.check => {
+                to_reboot.push((host, changed));
+            }
+            Ok(changed) => {
+                if needs_boot {
+                    sink.emit(Event::Warning {
+                        host: host.clone(),
+                        message: format!(
+                            "no memory is reserved for the capture kernel (/sys/kernel/kexec_crash_size is 0): crashkernel={} {} the boot configuration; REBOOT REQUIRED before kdump can work (or re-run with --reboot)",
+                            fleet.clients[&host].kdump.crashkernel,
+                            if opts.check { "would be written to" } else { "is in" }
+                        ),
+                    });
+                }
+                finish(
+                    &sink,
+                    &host,
+                    if changed {
+                        HostOutcome::Changed
+                    } else {
+                        HostOutcome::Ok
+                    },
+                )
+            }
             Err(stop) => finish(&sink, &host, stop.outcome()),
+        }
+    }
+    if let Some(deadline) = opts.reboot {
+        let rebooted = run_parallel(opts.forks, to_reboot.iter().map(|(h, _)| h.clone()).collect(), {
+            let fleet = fleet.clone();
+            let live = live.clone();
+            let sink = sink.clone();
+            let connector = connector.clone();
+            move |host: String| {
+                let target = fleet.targets[&host].clone();
+                let session = live[&host].clone();
+                let sink = sink.clone();
+                let connector = connector.clone();
+                async move {
+                    sink.phase(&host, "reboot");
+                    reboot_and_wait(&host, &target, &*session.remote, &session.facts.boot_id, &*connector, deadline)
+                        .await
+                        .map(|loaded| {
+                            sink.emit(Event::Resource {
+                                host: host.clone(),
+                                resource: "reboot:crashkernel".into(),
+                                status: ResourceStatus::Changed,
+                                summary: format!("rebooted for crashkernel=; kexec_crash_loaded={}", u8::from(loaded)),
+                                diff: None,
+                                check: false,
+                            });
+                            if !loaded {
+                                sink.emit(Event::Warning {
+                                    host: host.clone(),
+                                    message: "back after the reboot, but no capture kernel is loaded (kexec_crash_loaded 0); check `kdump-config show` / `kdumpctl status`".into(),
+                                });
+                            }
+                        })
+                }
+            }
+        })
+        .await;
+        for (host, r) in rebooted {
+            match r {
+                Ok(()) => finish(&sink, &host, HostOutcome::Changed),
+                Err(stop) => finish(&sink, &host, stop.outcome()),
+            }
         }
     }
 
@@ -509,6 +560,48 @@ async fn ensure_keypair(
             }
         }
     }
+}
+
+/// Reboots a host (detached, so the ssh step returns), waits for it to come back with a new boot
+/// id, then waits for the capture kernel to be loaded. Returns `kexec_crash_loaded`.
+async fn reboot_and_wait(
+    host: &str,
+    target: &Target,
+    remote: &dyn Remote,
+    old_boot_id: &str,
+    connector: &dyn Connector,
+    deadline: Duration,
+) -> Result<bool, Stop> {
+    let script = "if command -v systemd-run >/dev/null 2>&1; then \
+                    systemd-run --quiet --no-block --collect sh -c 'sleep 2; reboot'; \
+                  else nohup sh -c 'sleep 2; reboot' >/dev/null 2>&1 & fi";
+    remote.run(RemoteCommand::new("reboot", script)).await?;
+    let end = Instant::now() + deadline;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    while Instant::now() < end {
+        if let Ok(r) = connector.connect(target).await {
+            let probe = "cat /proc/sys/kernel/random/boot_id; cat /sys/kernel/kexec_crash_loaded 2>/dev/null || echo 0";
+            if let Ok(out) = r.run(RemoteCommand::new("boot id", probe)).await {
+                let text = out.stdout_str();
+                let mut lines = text.lines();
+                let id = lines.next().unwrap_or("").trim();
+                if !id.is_empty() && id != old_boot_id {
+                    if lines.next().map(str::trim) == Some("1") {
+                        return Ok(true);
+                    }
+                    // kdump may still be loading its capture kernel (first boot builds an initrd).
+                    if Instant::now() + Duration::from_secs(10) >= end {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    Err(Stop::Unreachable(format!(
+        "{host}: did not come back armed within {}s after the reboot for crashkernel=",
+        deadline.as_secs()
+    )))
 }
 
 fn failure_message(host: &str, id: &str, status: Option<i32>, stderr: &str) -> String {

@@ -116,6 +116,10 @@ pub struct ApplyArgs {
     /// Directory whose *.j2 files override the embedded templates by name.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Reboot kdump clients that need it for crashkernel= and wait (seconds) until they are
+    /// back with the capture kernel loaded.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "900")]
+    pub reboot: Option<u64>,
     /// Receiver binary to install on servers (default: this program).
     #[arg(long, value_name = "FILE")]
     pub receiver_binary: Option<PathBuf>,
@@ -262,6 +266,7 @@ async fn run_apply(args: ApplyArgs, verbose: u8) -> Result<i32> {
         templates,
         receiver_binary,
         step_timeout: Duration::from_secs(300),
+        reboot: args.reboot.map(Duration::from_secs),
     };
     let connector = Arc::new(SshConnector {
         options: args.connect.ssh_options(),
