@@ -153,14 +153,22 @@ pub async fn apply(
                 let remote = connector.connect(&target).await?;
                 sink.phase(&host, "facts");
                 let server_addr = fleet.clients.get(&host).map(|c| c.server_address.clone());
-                let out = remote
-                    .run(
-                        RemoteCommand::new("facts", facts::probe_script(server_addr.as_deref()))
-                            .timeout(timeout),
-                    )
-                    .await?;
-                let facts = facts::parse(&out.stdout_str())
-                    .map_err(|e| Stop::Failed(format!("{host}: {e}")))?;
+                let probe = facts::probe_script(server_addr.as_deref());
+                // Read-only: output cut short is asked for again (see converge_host).
+                let mut attempt = 0;
+                let facts = loop {
+                    attempt += 1;
+                    let out = remote
+                        .run(RemoteCommand::new("facts", probe.clone()).timeout(timeout))
+                        .await?;
+                    match facts::parse(&out.stdout_str()) {
+                        Ok(f) => break f,
+                        Err(e) if attempt < 3 => {
+                            tracing::warn!("{host}: facts output incomplete ({e}); asking again");
+                        }
+                        Err(e) => return Err(Stop::Failed(format!("{host}: {e}"))),
+                    }
+                };
                 let client = match fleet.clients.get(&host) {
                     Some(settings) if managed_set.contains(&host) => {
                         let flavor = roles::effective_flavor(settings, &facts);
@@ -640,13 +648,27 @@ async fn converge_host(
             .collect()
     };
     let snippets: Vec<String> = resources.iter().map(|r| r.observe_script()).collect();
-    let out = remote
-        .run(
-            RemoteCommand::new("observe", batch::observe_script(&snippets, &nonce))
-                .timeout(timeout),
-        )
-        .await?;
-    let observed = batch::split(&out.stdout_str(), &nonce, resources.len()).map_err(|e| {
+    let script = batch::observe_script(&snippets, &nonce);
+    // Observation is read-only: when its output comes back cut short (seen rarely over a
+    // loaded mux connection), it is simply asked again.
+    let mut attempt = 0;
+    let (out, observed) = loop {
+        attempt += 1;
+        let out = remote
+            .run(RemoteCommand::new("observe", script.clone()).timeout(timeout))
+            .await?;
+        match batch::split(&out.stdout_str(), &nonce, resources.len()) {
+            Ok(o) => break (out, Ok(o)),
+            Err(e) if attempt < 3 => {
+                tracing::warn!(
+                    "{host}: observation output incomplete ({e}, {} bytes); asking again",
+                    out.stdout.len()
+                );
+            }
+            Err(e) => break (out, Err(e)),
+        }
+    };
+    let observed = observed.map_err(|e| {
         // The raw output is not shown: it may hold observed secrets (password hashes).
         Stop::Failed(format!(
             "{host}: observe: {e} (exit {:?}, {} bytes of output); stderr: {}",

@@ -101,7 +101,8 @@ grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/sshd_config.d' /etc/ssh/sshd
 modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes
 [ -r /sys/kernel/kexec_crash_size ] && echo "kexec_crash_size=$(cat /sys/kernel/kexec_crash_size)"
 [ -r /sys/kernel/kexec_crash_loaded ] && echo "kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
-{route}exit 0
+{route}echo probe_end=1
+exit 0
 "#
     )
 }
@@ -123,6 +124,10 @@ fn word_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 /// Parses the probe's output (pure).
 pub fn parse(text: &str) -> Result<Facts, FactsError> {
+    // The last line: output cut short must not pass for a host without the later facts.
+    if field(text, "probe_end").is_none() {
+        return Err(FactsError::Missing("probe_end"));
+    }
     let req = |k: &'static str| {
         field(text, k)
             .map(str::to_string)
@@ -216,7 +221,7 @@ mod tests {
 pkg=apt\ninit=systemd\nsysrq=438\nboot_id=0f6e\nsysctl_d=yes\nhostkey=ssh-ed25519 AAAAC3\nhostkey=broken\n\
 ssh_service=ssh\nsshd_include=yes\nkexec_crash_size=268435456\nkexec_crash_loaded=1\n\
 route=10.1.2.3 via 198.18.0.1 dev ens3 src 198.18.0.11 uid 0 \\    cache\n\
-neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\n";
+neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\nprobe_end=1\n";
         let f = parse(text).unwrap();
         assert!(f.is_debian_like());
         assert_eq!(f.pkg, PackageManager::Apt);
@@ -236,5 +241,9 @@ neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\n";
     fn missing_lines_are_errors() {
         assert!(parse("").is_err());
         assert!(parse("os_id=x\nkernel=1\npkg=apt\n").is_err());
+        assert!(
+            parse("os_id=x\nkernel=1\npkg=apt\ninit=systemd\n").is_err(),
+            "no probe_end"
+        );
     }
 }

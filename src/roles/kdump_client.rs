@@ -286,7 +286,7 @@ mod tests {
         crate::facts::parse(&format!(
             "os_id={os}\nkernel=6.1.0-28-amd64\npkg=apt\ninit=systemd\nsysrq=438\nsysctl_d=yes\n\
              kexec_crash_size=0\nroute=198.19.0.10 dev ens3 src 198.19.0.11\n\
-             neigh=198.19.0.10 dev ens3 lladdr 52:54:00:00:00:10 REACHABLE\n"
+             neigh=198.19.0.10 dev ens3 lladdr 52:54:00:00:00:10 REACHABLE\nprobe_end=1\n"
         ))
         .unwrap()
     }

@@ -190,7 +190,7 @@ pub mod tests {
     fn facts() -> Facts {
         crate::facts::parse(
             "os_id=rhel\nkernel=2.6.9-89.EL\npkg=up2date\ninit=sysv\nsysrq=0\n\
-             route=198.18.0.10 dev eth1 src 198.18.0.11\nneigh=198.18.0.10 dev eth1 lladdr 52:54:00:aa:bb:cc REACHABLE\n",
+             route=198.18.0.10 dev eth1 src 198.18.0.11\nneigh=198.18.0.10 dev eth1 lladdr 52:54:00:aa:bb:cc REACHABLE\nprobe_end=1\n",
         )
         .unwrap()
     }

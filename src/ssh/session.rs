@@ -364,10 +364,11 @@ impl SshHost {
         };
         let read_out = async {
             let mut buf = Vec::new();
+            let mut err = None;
             if let Some(mut pipe) = stdout {
-                let _ = pipe.read_to_end(&mut buf).await;
+                err = pipe.read_to_end(&mut buf).await.err();
             }
-            buf
+            (buf, err)
         };
         let read_err = async {
             let mut buf = Vec::new();
@@ -376,7 +377,18 @@ impl SshHost {
             }
             buf
         };
-        let ((), stdout, stderr, waited) = tokio::join!(write, read_out, read_err, child.wait());
+        let ((), (stdout, read_error), stderr, waited) =
+            tokio::join!(write, read_out, read_err, child.wait());
+        if let Some(e) = read_error {
+            // Output cut short must never pass for the whole output.
+            return Err(self.err_other(
+                &cmd.step,
+                format!(
+                    "reading the step's output failed after {} bytes: {e}",
+                    stdout.len()
+                ),
+            ));
+        }
         let status = match waited {
             Ok(st) => st.code(),
             // The crate turns exit status 127 into an error; it is an ordinary status here.
