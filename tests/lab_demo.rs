@@ -73,6 +73,8 @@ async fn demo_applies_and_proves_a_real_crash_dump() {
         .tempdir_in("/var/tmp")
         .unwrap();
     let out = provision_lab(state.path(), &["demo", "--keep"]);
+    // The demo's own report (phase timings), shown with --nocapture or on failure.
+    eprintln!("{}", show(&out));
     let cfg = LabConfig {
         state_dir: state.path().to_path_buf(),
         cache_dir: cache_dir(),

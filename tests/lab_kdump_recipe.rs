@@ -1,4 +1,4 @@
-//! Tier 3: the hand-verified Debian kdump-over-ssh + netconsole recipe (LAB-NOTES.md §2), replayed
+//! Tier 3: the hand-verified Debian kdump-over-ssh + netconsole recipe (tests/lab_kdump_recipe.md §2), replayed
 //! on fresh lab VMs with a real `echo c > /proc/sysrq-trigger`. It guards the lab itself (reboot
 //! after the dump, crash kernel memory, capture-boot networking, distinct client addresses) and
 //! is the oracle the product's `apply` + `test-crash` must match. This is NOT the product's code
