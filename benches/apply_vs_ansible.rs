@@ -612,7 +612,7 @@ fn main() {
     let playbook_tool = std::env::var("ANSIBLE_PLAYBOOK").unwrap_or("ansible-playbook".into());
     let Some(playbook) = find_on_path(&playbook_tool) else {
         eprintln!(
-            "SKIP: apply_vs_ansible skipped because {playbook_tool} is not on PATH (pip install ansible-core; .ci/setup does)"
+            "SKIP: apply_vs_ansible skipped because {playbook_tool} is not on PATH (pip install ansible-core; .ci/run does)"
         );
         return;
     };
