@@ -71,17 +71,7 @@ impl Resource for Exec {
 mod tests {
     use super::*;
 
-    fn sh(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        Observed {
-            text: String::from_utf8(out.stdout).unwrap(),
-            status: out.status.code().unwrap_or(-1),
-        }
-    }
+    use crate::resources::observe_local as sh;
 
     #[test]
     fn runs_on_trigger_or_failed_check_only() {

@@ -319,17 +319,7 @@ impl Resource for Directory {
 mod tests {
     use super::*;
 
-    fn observe_local(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        Observed {
-            text: String::from_utf8(out.stdout).unwrap(),
-            status: out.status.code().unwrap_or(-1),
-        }
-    }
+    use crate::resources::observe_local;
 
     fn me() -> (String, String) {
         let o = std::process::Command::new("sh")

@@ -86,21 +86,11 @@ impl Resource for KeyPair {
 mod tests {
     use super::*;
 
+    /// Runs a snippet locally; it must succeed.
     fn sh(script: &str) -> Observed {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Observed {
-            text: String::from_utf8(out.stdout).unwrap(),
-            status: 0,
-        }
+        let o = crate::resources::observe_local(script);
+        assert_eq!(o.status, 0, "{script} failed:\n{}", o.text);
+        o
     }
 
     #[test]

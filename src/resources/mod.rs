@@ -146,6 +146,20 @@ pub fn sh_quote(s: &str) -> String {
     out
 }
 
+/// Test helper: runs an observation snippet with the local `sh`, as sshd would on a host.
+#[cfg(test)]
+pub(crate) fn observe_local(script: &str) -> Observed {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run sh");
+    Observed {
+        text: String::from_utf8_lossy(&out.stdout).into_owned(),
+        status: out.status.code().unwrap_or(-1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
