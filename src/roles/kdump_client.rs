@@ -92,15 +92,7 @@ pub fn resources(
     server_host_keys: &[String],
     templates: &Templates,
 ) -> Result<Resources, RoleError> {
-    if server_host_keys.is_empty() {
-        return Err(RoleError::Invalid {
-            host: s.host.clone(),
-            detail: format!(
-                "server {} offered no readable ssh host keys to pin",
-                s.server
-            ),
-        });
-    }
+    super::require_server_host_keys(s, server_host_keys)?;
     if s.manage_services && facts.init != InitSystem::Systemd {
         return Err(RoleError::Invalid {
             host: s.host.clone(),

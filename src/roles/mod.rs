@@ -66,6 +66,23 @@ pub fn effective_flavor(settings: &ClientSettings, facts: &Facts) -> ClientFlavo
     }
 }
 
+/// Clients pin their server's host keys; a server that offered none is an error for the client.
+pub fn require_server_host_keys(
+    s: &ClientSettings,
+    server_host_keys: &[String],
+) -> Result<(), RoleError> {
+    if server_host_keys.is_empty() {
+        return Err(RoleError::Invalid {
+            host: s.host.clone(),
+            detail: format!(
+                "server {} offered no readable ssh host keys (/etc/ssh/ssh_host_*_key.pub) to pin",
+                s.server
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// `type base64` of an ssh public key line, dropping options and comment.
 pub fn key_material(line: &str) -> Option<String> {
     let fields: Vec<&str> = line.split_whitespace().collect();

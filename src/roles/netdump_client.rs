@@ -85,15 +85,7 @@ pub fn resources(
     server_host_keys: &[String],
     templates: &Templates,
 ) -> Result<Resources, RoleError> {
-    if server_host_keys.is_empty() {
-        return Err(RoleError::Invalid {
-            host: s.host.clone(),
-            detail: format!(
-                "server {} offered no readable ssh host keys (/etc/ssh/ssh_host_*_key.pub) to pin",
-                s.server
-            ),
-        });
-    }
+    super::require_server_host_keys(s, server_host_keys)?;
     let mut r: Resources = Vec::new();
     if s.manage_packages {
         r.push(Box::new(Package {
