@@ -2,7 +2,7 @@
 //! the console log arrived at their server and that the host came back.
 //!
 //! The verification of what arrived is pure ([`classify_dump`], [`dmesg_has_crash`],
-//! [`pick_dump_dir`]); the rest drives ssh sessions with a deadline per phase.
+//! [`new_dump_dirs`]); the rest drives ssh sessions with a deadline per phase.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -123,16 +123,19 @@ pub fn complete_dump(files: &[RemoteFile]) -> Option<(&RemoteFile, Option<&Remot
     Some((dump, log))
 }
 
-/// Among the directories now on the server, the new one for `ip` (`<ip>-<time>`).
-pub fn pick_dump_dir<'a>(
+/// The directories now on the server that are new for `ip` (`<ip>-<time>`), newest first.
+pub fn new_dump_dirs<'a>(
     before: &BTreeSet<String>,
     now: &'a [String],
     ip: &str,
-) -> Option<&'a String> {
+) -> Vec<&'a String> {
     let prefix = format!("{ip}-");
-    now.iter()
+    let mut dirs: Vec<&String> = now
+        .iter()
         .filter(|d| d.starts_with(&prefix) && !before.contains(*d))
-        .max()
+        .collect();
+    dirs.sort_by(|a, b| b.cmp(a));
+    dirs
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -364,9 +367,7 @@ async fn run_phases(ctx: &Ctx, rec: &mut Recorder) -> Result<(String, DumpFormat
         .phase("dump", async {
             let found = poll(ctx.dump_timeout, Duration::from_secs(3), || async {
                 let now: Vec<String> = sh(&server, "list dumps", list_dirs_script(&dump_dir)).await.ok()?.lines().map(str::to_string).collect();
-                let mut candidates: Vec<&String> = now.iter().filter(|d| d.starts_with(&format!("{ip}-")) && !dirs_before.contains(*d)).collect();
-                candidates.sort();
-                for d in candidates.into_iter().rev() {
+                for d in new_dump_dirs(&dirs_before, &now, &ip) {
                     let path = format!("{dump_dir}/{d}");
                     let files = parse_files(&sh(&server, "list files", list_files_script(&path)).await.ok()?);
                     if complete_dump(&files).is_some() {
@@ -717,10 +718,15 @@ mod tests {
             "console".to_string(),
         ];
         assert_eq!(
-            pick_dump_dir(&before, &now, "198.19.0.11").unwrap(),
+            *new_dump_dirs(&before, &now, "198.19.0.11")[0],
             "198.19.0.11-202611261530"
         );
-        assert!(pick_dump_dir(&before, &now[..1], "198.19.0.11").is_none());
+        assert_eq!(
+            new_dump_dirs(&before, &now, "198.19.0.11").len(),
+            1,
+            "not the .111 host's"
+        );
+        assert!(new_dump_dirs(&before, &now[..1], "198.19.0.11").is_empty());
     }
 
     #[test]
