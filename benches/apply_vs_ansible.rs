@@ -28,7 +28,8 @@
 //! strictly against the fleet's known_hosts on both sides.
 //!
 //! Environment: `BENCH_HOSTS` (default 50, at least 2), `BENCH_REPS` (default 3), `BENCH_FORKS`
-//! (default 50), `ANSIBLE_PLAYBOOK` (default: `ansible-playbook` on PATH). The provision binary
+//! (default 50), `BENCH_ONLY=provision` (time this side only, no ratio), `BENCH_HOLD=1`
+//! (start one fleet, print the provision command for it, wait for Enter: for profiling), `ANSIBLE_PLAYBOOK` (default: `ansible-playbook` on PATH). The provision binary
 //! is `CARGO_BIN_EXE_provision`, which `cargo bench` builds with the release (bench) profile.
 //! Needs root; prints `SKIP:` and exits 0 when a tool is missing. Under `cargo test
 //! --all-targets` (no `--bench` argument) it does nothing: a run takes minutes.
@@ -170,18 +171,17 @@ fn run_provision(fleet: &Fleet, inv: &Path, forks: usize) -> ProvisionRun {
     }
 }
 
-/// Splits a run into its phases from event arrival times: connect+facts (until the first client
-/// enters "keys"), keys (until the server starts observing), server (until it is done; the
-/// receiver upload is the time its file resource took), clients (until the last client is
-/// done), exit (recap to process exit).
+/// Splits a run into its phases from event arrival times: connect, facts and client keys (each
+/// host on its own, until the server starts observing), server (until it is done; the receiver
+/// upload is the time its file resource took), clients (until the last client is done), exit
+/// (recap to process exit).
 fn phases(events: &[(f64, serde_json::Value)], total: f64) -> Vec<(&'static str, f64)> {
     let find = |pred: &dyn Fn(&serde_json::Value) -> bool| {
         events.iter().find(|(_, v)| pred(v)).map(|(t, _)| *t)
     };
-    let first_keys = find(&|v| v["event"] == "phase" && v["phase"] == "keys").unwrap_or(0.0);
     let srv_observe =
         find(&|v| v["event"] == "phase" && v["host"] == "srv" && v["phase"] == "observe")
-            .unwrap_or(first_keys);
+            .unwrap_or(0.0);
     let srv_done =
         find(&|v| v["event"] == "host_done" && v["host"] == "srv").unwrap_or(srv_observe);
     let last_done = events
@@ -200,27 +200,24 @@ fn phases(events: &[(f64, serde_json::Value)], total: f64) -> Vec<(&'static str,
             prev = *t;
         }
     }
-    // Per host: "connect" then "facts" (ssh is up); the keys phase starts after every probe.
+    // Per host: "connect" then "facts" once ssh is up.
     let at = |host: &serde_json::Value, phase: &str| {
         find(&|v| v["event"] == "phase" && &v["host"] == host && v["phase"] == phase)
     };
     let first_connect = find(&|v| v["event"] == "phase" && v["phase"] == "connect").unwrap_or(0.0);
-    let (mut slowest_connect, mut last_facts) = (0.0f64, first_connect);
+    let mut slowest_connect = 0.0f64;
     for (_, v) in events
         .iter()
         .filter(|(_, v)| v["event"] == "phase" && v["phase"] == "connect")
     {
         if let (Some(c), Some(f)) = (at(&v["host"], "connect"), at(&v["host"], "facts")) {
             slowest_connect = slowest_connect.max(f - c);
-            last_facts = last_facts.max(f);
         }
     }
     vec![
-        ("connect+facts", first_keys),
+        ("connect+facts+keys", srv_observe),
         ("  start (to first connect)", first_connect),
         ("  ssh connect, slowest host", slowest_connect),
-        ("  facts probe after last connect", first_keys - last_facts),
-        ("keys", srv_observe - first_keys),
         ("server", srv_done - srv_observe),
         ("  of which receiver upload", upload),
         ("clients", last_done - srv_done),
@@ -251,7 +248,7 @@ const PLAYBOOK: &str = r##"---
         mode: "0755"
     - name: Key pair
       ansible.builtin.command:
-        cmd: ssh-keygen -q -t rsa -b 3072 -N "" -C "netdump-provision:{{ inventory_hostname }}" -f /etc/sysconfig/netdump_id_dsa
+        cmd: ssh-keygen -q -t ed25519 -N "" -C "netdump-provision:{{ inventory_hostname }}" -f /etc/sysconfig/netdump_id_dsa
         creates: /etc/sysconfig/netdump_id_dsa
     - name: Public key
       ansible.builtin.slurp:
@@ -619,6 +616,8 @@ fn main() {
     let hosts = env_usize("BENCH_HOSTS", 50).max(2);
     let reps = env_usize("BENCH_REPS", 3).max(1);
     let forks = env_usize("BENCH_FORKS", 50).max(1);
+    // BENCH_ONLY=provision: measure this side only (for profiling; prints no ratio).
+    let provision_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "provision");
     let names = host_names(hosts);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let binary_size = std::fs::metadata(PROVISION).map(|m| m.len()).unwrap_or(0);
@@ -632,6 +631,23 @@ fn main() {
     );
     println!("ansible:   {}", playbook.display());
 
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        // Profiling aid: keep one fleet up and print how to run provision against it.
+        let fleet = Fleet::start(&refs);
+        let dir = std::env::temp_dir().join("apply_vs_ansible-hold");
+        std::fs::create_dir_all(&dir).unwrap();
+        let inv = dir.join("inventory.yaml");
+        std::fs::write(&inv, provision_inventory(&fleet)).unwrap();
+        println!(
+            "BENCH_HOLD: fleet up; run:\n  NETDUMP_PASSWORD='{PASSWORD}' {PROVISION} apply {} --known-hosts {} --ssh-config {} --forks {forks}\nthen press Enter (or close stdin) to tear it down",
+            inv.display(),
+            fleet.known_hosts_path().display(),
+            fleet.ssh_config_path().display()
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        return;
+    }
     let (mut p_cold, mut p_noop, mut a_cold, mut a_noop) = (vec![], vec![], vec![], vec![]);
     let mut p_phases: Vec<Vec<(&'static str, f64)>> = Vec::new();
     let mut p_noop_phases: Vec<Vec<(&'static str, f64)>> = Vec::new();
@@ -675,6 +691,9 @@ fn main() {
         p_phases.push(cold.phases);
         p_noop_phases.push(noop.phases);
 
+        if provision_only {
+            continue;
+        }
         // ansible-core on another fresh fleet of the same shape.
         let fleet = Fleet::start(&refs);
         let project = AnsibleProject::new(&fleet, forks);
@@ -696,6 +715,21 @@ fn main() {
         a_noop.push(noop_secs);
     }
 
+    if provision_only {
+        for (title, runs) in [("cold", &p_phases), ("no-op", &p_noop_phases)] {
+            println!("provision {title} phases (median seconds):");
+            for (i, (name, _)) in runs[0].iter().enumerate() {
+                let v: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
+                println!("  {name:<28} {:7.2}", median(&v));
+            }
+        }
+        println!(
+            "provision cold {:.2}s, no-op {:.2}s (median of {reps}); BENCH_ONLY=provision: no ansible run, no ratio",
+            median(&p_cold),
+            median(&p_noop)
+        );
+        return;
+    }
     let (pc, pn, ac, an) = (
         median(&p_cold),
         median(&p_noop),

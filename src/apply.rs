@@ -137,7 +137,7 @@ pub async fn apply(
         let connector = connector.clone();
         let sink = sink.clone();
         let timeout = opts.step_timeout;
-        let (check, diff) = (opts.check, opts.diff);
+        let check = opts.check;
         move |host: String| {
             let fleet = fleet.clone();
             let connector = connector.clone();
@@ -153,36 +153,70 @@ pub async fn apply(
                 let remote = connector.connect(&target).await?;
                 sink.phase(&host, "facts");
                 let server_addr = fleet.clients.get(&host).map(|c| c.server_address.clone());
-                let probe = facts::probe_script(server_addr.as_deref());
+                let managed_client = fleet
+                    .clients
+                    .get(&host)
+                    .filter(|_| managed_set.contains(&host));
+                // A managed client's possible key pairs are observed in the same round trip.
+                let key_paths = managed_client
+                    .map(roles::client_key_paths)
+                    .unwrap_or_default();
+                let nonce = batch::nonce();
+                let snippets: Vec<String> = key_paths
+                    .iter()
+                    .map(|p| KeyPair::observer(p).observe_script())
+                    .collect();
+                let extra = if snippets.is_empty() {
+                    String::new()
+                } else {
+                    batch::observe_script(&snippets, &nonce)
+                };
+                let probe = facts::probe_script_with(server_addr.as_deref(), &extra);
                 // Read-only: output cut short is asked for again (see converge_host).
                 let mut attempt = 0;
-                let facts = loop {
+                let (facts, key_obs) = loop {
                     attempt += 1;
                     let out = remote
                         .run(RemoteCommand::new("facts", probe.clone()).timeout(timeout))
                         .await?;
-                    match facts::parse(&out.stdout_str()) {
-                        Ok(f) => break f,
+                    let text = out.stdout_str();
+                    let facts_text = text.split("\n@@NDP-").next().unwrap_or("");
+                    let parsed = facts::parse(facts_text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|f| {
+                            if snippets.is_empty() {
+                                return Ok((f, Vec::new()));
+                            }
+                            batch::split(&text, &nonce, snippets.len())
+                                .map(|o| (f, o))
+                                .map_err(|e| e.to_string())
+                        });
+                    match parsed {
+                        Ok(v) => break v,
                         Err(e) if attempt < 3 => {
                             tracing::warn!("{host}: facts output incomplete ({e}); asking again");
                         }
-                        Err(e) => return Err(Stop::Failed(format!("{host}: {e}"))),
+                        Err(e) => return Err(Stop::Failed(format!("{host}: facts: {e}"))),
                     }
                 };
-                let client = match fleet.clients.get(&host) {
-                    Some(settings) if managed_set.contains(&host) => {
+                let client = match managed_client {
+                    Some(settings) => {
                         let flavor = roles::effective_flavor(settings, &facts);
                         sink.phase(&host, "keys");
                         let key = match client_keypair(settings, flavor, &facts) {
                             Ok(kp) => {
-                                ensure_keypair(&host, &*remote, &kp, check, diff, timeout, &sink)
+                                let seen = key_paths
+                                    .iter()
+                                    .position(|p| *p == kp.path)
+                                    .and_then(|i| key_obs.get(i).cloned());
+                                ensure_keypair(&host, &*remote, &kp, seen, check, timeout, &sink)
                                     .await
                             }
                             Err(e) => Err(Stop::Failed(e.to_string())),
                         };
                         Some((flavor, key))
                     }
-                    _ => None,
+                    None => None,
                 };
                 Ok(Session {
                     remote,
@@ -483,7 +517,7 @@ fn client_keypair(
     facts: &Facts,
 ) -> Result<KeyPair, roles::RoleError> {
     match flavor {
-        ClientFlavor::Netdump => Ok(netdump_client::keypair(settings)),
+        ClientFlavor::Netdump => Ok(netdump_client::keypair(settings, facts)),
         _ => roles::kdump_client::keypair(settings, facts),
     }
 }
@@ -514,17 +548,22 @@ async fn ensure_keypair(
     host: &str,
     remote: &dyn Remote,
     kp: &KeyPair,
+    observed: Option<crate::resources::Observed>,
     check: bool,
-    diff: bool,
     timeout: Duration,
     sink: &Sink,
 ) -> Result<Option<String>, Stop> {
-    let out = remote
-        .run(RemoteCommand::new("observe key pair", kp.observe_script()).timeout(timeout))
-        .await?;
-    let observed = crate::resources::Observed {
-        text: out.stdout_str(),
-        status: out.status.unwrap_or(-1),
+    let observed = match observed {
+        Some(o) => o,
+        None => {
+            let out = remote
+                .run(RemoteCommand::new("observe key pair", kp.observe_script()).timeout(timeout))
+                .await?;
+            crate::resources::Observed {
+                text: out.stdout_str(),
+                status: out.status.unwrap_or(-1),
+            }
+        }
     };
     let id = kp.id();
     let emit = |status, summary: String, is_check| {
@@ -537,7 +576,6 @@ async fn ensure_keypair(
             check: is_check,
         })
     };
-    let _ = diff;
     match kp.plan(&observed, &PlanContext::default()) {
         Err(e) => {
             emit(ResourceStatus::Failed, e.to_string(), false);
@@ -640,13 +678,7 @@ async fn converge_host(
     sink: &Sink,
 ) -> Result<bool, Stop> {
     sink.phase(host, "observe");
-    let nonce: String = {
-        use rand::RngExt;
-        let mut rng = rand::rng();
-        (0..12)
-            .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
-            .collect()
-    };
+    let nonce = batch::nonce();
     let snippets: Vec<String> = resources.iter().map(|r| r.observe_script()).collect();
     let script = batch::observe_script(&snippets, &nonce);
     // Observation is read-only: when its output comes back cut short (seen rarely over a

@@ -25,6 +25,9 @@ pub struct Facts {
     pub sysctl_d: bool,
     /// The host's ssh host public keys (`type base64`), for pinning on clients.
     pub host_keys: Vec<String>,
+    /// OpenSSH (major, minor) of the host's `ssh` client, `None` when it is not OpenSSH or
+    /// not installed.
+    pub ssh_version: Option<(u32, u32)>,
     /// Name of the ssh daemon's service (ssh on Debian, sshd elsewhere).
     pub ssh_service: String,
     /// sshd_config includes /etc/ssh/sshd_config.d/*.conf.
@@ -57,6 +60,12 @@ pub enum FactsError {
 
 /// The probe script. `server` is the dump server address a client must reach.
 pub fn probe_script(server: Option<&str>) -> String {
+    probe_script_with(server, "")
+}
+
+/// The probe followed by `extra` (more read-only observation in the same round trip; its
+/// output comes after `probe_end=1` and must not print lines that look like facts).
+pub fn probe_script_with(server: Option<&str>, extra: &str) -> String {
     let route = match server {
         Some(s) => {
             let s = sh_quote(s);
@@ -96,12 +105,14 @@ if [ -e /proc/sys/kernel/sysrq ]; then echo "sysrq=$(cat /proc/sys/kernel/sysrq)
 echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 [ -d /etc/sysctl.d ] && echo sysctl_d=yes
 for f in /etc/ssh/ssh_host_*_key.pub; do [ -r "$f" ] && echo "hostkey=$(cut -d' ' -f1,2 "$f")"; done
+echo "ssh_version=$(ssh -V 2>&1 | head -n1)"
 if [ -e /lib/systemd/system/ssh.service ] || [ -e /etc/init.d/ssh ]; then echo ssh_service=ssh; else echo ssh_service=sshd; fi
 grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/sshd_config.d' /etc/ssh/sshd_config && echo sshd_include=yes
 modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes
 [ -r /sys/kernel/kexec_crash_size ] && echo "kexec_crash_size=$(cat /sys/kernel/kexec_crash_size)"
 [ -r /sys/kernel/kexec_crash_loaded ] && echo "kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
 {route}echo probe_end=1
+{extra}
 exit 0
 "#
     )
@@ -179,6 +190,7 @@ pub fn parse(text: &str) -> Result<Facts, FactsError> {
             .filter(|k| k.split_whitespace().count() == 2)
             .map(str::to_string)
             .collect(),
+        ssh_version: field(text, "ssh_version").and_then(openssh_version),
         ssh_service: field(text, "ssh_service").unwrap_or("sshd").to_string(),
         sshd_include: field(text, "sshd_include").is_some(),
         netdump_module: field(text, "netdump_module").is_some(),
@@ -188,7 +200,20 @@ pub fn parse(text: &str) -> Result<Facts, FactsError> {
     })
 }
 
+/// `OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024` → (9, 2).
+fn openssh_version(line: &str) -> Option<(u32, u32)> {
+    let rest = line.trim().strip_prefix("OpenSSH_")?;
+    let (major, rest) = rest.split_once('.')?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 impl Facts {
+    /// The host's ssh can make and use ed25519 keys (OpenSSH 6.5 or later).
+    pub fn has_ed25519(&self) -> bool {
+        self.ssh_version.is_some_and(|v| v >= (6, 5))
+    }
+
     /// Debian family (kdump-tools) rather than RHEL family (kexec-tools / kdump-utils).
     pub fn is_debian_like(&self) -> bool {
         self.os_id == "debian"
@@ -219,6 +244,7 @@ mod tests {
     fn parses_a_debian_client_with_gateway() {
         let text = "os_id=debian\nos_version=12\nos_like=\nkernel=6.1.0-28-amd64\narch=x86_64\nhostname=c1\n\
 pkg=apt\ninit=systemd\nsysrq=438\nboot_id=0f6e\nsysctl_d=yes\nhostkey=ssh-ed25519 AAAAC3\nhostkey=broken\n\
+ssh_version=OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024\n\
 ssh_service=ssh\nsshd_include=yes\nkexec_crash_size=268435456\nkexec_crash_loaded=1\n\
 route=10.1.2.3 via 198.18.0.1 dev ens3 src 198.18.0.11 uid 0 \\    cache\n\
 neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\nprobe_end=1\n";
@@ -228,6 +254,8 @@ neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\nprobe_end=1\n";
         assert_eq!(f.init, InitSystem::Systemd);
         assert_eq!(f.sysrq.as_deref(), Some("438"));
         assert_eq!(f.host_keys, vec!["ssh-ed25519 AAAAC3"]);
+        assert_eq!(f.ssh_version, Some((9, 2)));
+        assert!(f.has_ed25519());
         assert_eq!(f.kexec_crash_size, Some(268435456));
         assert_eq!(f.kexec_crash_loaded, Some(true));
         let r = f.route.unwrap();
@@ -235,6 +263,19 @@ neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\nprobe_end=1\n";
         assert_eq!(r.via.as_deref(), Some("198.18.0.1"));
         assert_eq!(r.src.as_deref(), Some("198.18.0.11"));
         assert_eq!(r.mac.as_deref(), Some("52:54:00:12:34:56"));
+    }
+
+    #[test]
+    fn openssh_versions() {
+        assert_eq!(
+            openssh_version("OpenSSH_3.9p1, OpenSSL 0.9.7a Feb 19 2003"),
+            Some((3, 9))
+        );
+        assert_eq!(openssh_version("OpenSSH_6.5, OpenSSL 1.0.1f"), Some((6, 5)));
+        assert_eq!(openssh_version("OpenSSH_10.0p2 Debian-5"), Some((10, 0)));
+        assert_eq!(openssh_version("sh: 1: ssh: not found"), None);
+        assert_eq!(openssh_version("Sun_SSH_1.1"), None);
+        assert_eq!(openssh_version(""), None);
     }
 
     #[test]

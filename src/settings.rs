@@ -25,6 +25,20 @@ pub enum ClientFlavor {
     Auto,
 }
 
+/// `netdump_key_type`: the type of a client's ssh key pair (the one it dumps or registers with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyType {
+    /// Per client, from facts: netdump clients get ed25519 when their OpenSSH has it (6.5+) and
+    /// RSA otherwise; kdump clients get what their distribution's kdump expects (ed25519 on
+    /// Debian, RSA on RHEL-family).
+    Auto,
+    Ed25519,
+    Rsa,
+    /// Only for the oldest netdump clients; current OpenSSH can neither make nor accept DSA keys.
+    Dsa,
+}
+
 /// How the server receives netdump/netconsole traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -139,6 +153,8 @@ pub struct ClientSettings {
     pub kdump: KdumpSettings,
     pub manage_packages: bool,
     pub manage_services: bool,
+    /// `netdump_key_type` (auto).
+    pub key_type: KeyType,
 }
 
 /// The whole fleet, resolved.
@@ -292,6 +308,10 @@ const VARS: &[(&str, Kind)] = &[
     ("netdump_secure", Kind::Bool),
     ("netdump_space_check", Kind::Bool),
     ("netdump_legacy_key_types", Kind::BoolOrAuto),
+    (
+        "netdump_key_type",
+        Kind::OneOf(&["auto", "ed25519", "rsa", "dsa"]),
+    ),
     ("netdump_uid", Kind::Uint { min: 1, max: 65533 }),
     ("netdump_netdumpport", Kind::Port),
     ("netdump_netdumpmacaddr", Kind::Mac),
@@ -737,6 +757,12 @@ pub fn resolve(inv: &Inventory, password: PasswordInput) -> Result<FleetSettings
             idletimeout: cx.opt_u32(h, "netdump_idletimeout"),
             mhz: cx.opt_u32(h, "netdump_mhz"),
         };
+        let key_type = match cx.string(h, "netdump_key_type").as_deref() {
+            Some("ed25519") => KeyType::Ed25519,
+            Some("rsa") => KeyType::Rsa,
+            Some("dsa") => KeyType::Dsa,
+            _ => KeyType::Auto,
+        };
         let dev = cx.string(h, "netdump_dev");
         let sysrq = cx.u32(h, "netdump_sysrq", DEFAULT_SYSRQ);
         let manage_packages = cx.bool(h, "netdump_manage_packages", true);
@@ -776,6 +802,7 @@ pub fn resolve(inv: &Inventory, password: PasswordInput) -> Result<FleetSettings
                 },
                 manage_packages,
                 manage_services,
+                key_type,
             },
         );
     }

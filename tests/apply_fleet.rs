@@ -128,6 +128,8 @@ fn apply_configures_server_and_clients_then_is_idempotent() {
         let pubkey =
             String::from_utf8(h.read_file("/etc/sysconfig/netdump_id_dsa.pub").unwrap()).unwrap();
         let material: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+        // These hosts run a current OpenSSH: netdump_key_type auto makes ed25519.
+        assert_eq!(material[0], "ssh-ed25519", "key type on {c}: {pubkey}");
         let want = format!(
             "restrict,from=\"{}\" {} {} netdump-provision:{c}",
             h.address, material[0], material[1]

@@ -2,6 +2,15 @@
 
 use super::Observed;
 
+/// A fresh random marker for one batched script.
+pub fn nonce() -> String {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect()
+}
+
 /// Builds the batched observation script. Each section is delimited by marker lines carrying a
 /// per-run nonce, so resource output can never forge a boundary.
 pub fn observe_script(snippets: &[String], nonce: &str) -> String {

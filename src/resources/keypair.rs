@@ -14,6 +14,17 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
+    /// A key pair known only by path: enough to observe it (type and comment matter only
+    /// when generating).
+    pub fn observer(path: &str) -> KeyPair {
+        KeyPair {
+            path: path.into(),
+            key_type: String::new(),
+            bits: None,
+            comment: String::new(),
+        }
+    }
+
     /// The public key line from an observation or from the converge step's stdout.
     pub fn public_key(text: &str) -> Option<String> {
         text.lines()

@@ -5,11 +5,11 @@
 use serde_json::json;
 
 use super::netdump_client::{known_hosts, sysrq};
-use super::{KEY_TAG, NETDUMP_USER, Resources, RoleError};
+use super::{NETDUMP_USER, Resources, RoleError};
 use crate::facts::Facts;
 use crate::resources::service::InitSystem;
 use crate::resources::{File, KeyPair, Package, Resource, Service};
-use crate::settings::ClientSettings;
+use crate::settings::{ClientSettings, KeyType};
 use crate::templates::Templates;
 
 pub const NETCONSOLE_MODPROBE: &str = "/etc/modprobe.d/netdump-provision-netconsole.conf";
@@ -32,24 +32,25 @@ fn key_path(s: &ClientSettings, facts: &Facts) -> String {
     })
 }
 
+/// Every path `key_path` may choose before the facts are known (observed with the facts).
+pub fn key_paths(s: &ClientSettings) -> Vec<String> {
+    match &s.kdump.ssh_key {
+        Some(k) => vec![k.clone()],
+        None => vec![
+            "/root/.ssh/netdump_kdump_id_ed25519".into(),
+            "/root/.ssh/kdump_id_rsa".into(),
+        ],
+    }
+}
+
 pub fn keypair(s: &ClientSettings, facts: &Facts) -> Result<KeyPair, RoleError> {
-    let path = key_path(s, facts);
-    Ok(if debian(facts) {
-        KeyPair {
-            path,
-            key_type: "ed25519".into(),
-            bits: None,
-            comment: format!("{KEY_TAG}{}", s.host),
-        }
-    } else {
+    let key_type = match s.key_type {
+        KeyType::Auto if debian(facts) => KeyType::Ed25519,
         // RHEL's capture initramfs and kdumpctl expect an RSA key by default.
-        KeyPair {
-            path,
-            key_type: "rsa".into(),
-            bits: Some(3072),
-            comment: format!("{KEY_TAG}{}", s.host),
-        }
-    })
+        KeyType::Auto => KeyType::Rsa,
+        t => t,
+    };
+    Ok(super::keypair_of(&key_path(s, facts), key_type, &s.host))
 }
 
 fn render(
@@ -331,6 +332,33 @@ mod tests {
             )
             .unwrap(),
         );
+    }
+
+    #[test]
+    fn key_pairs_follow_the_distribution_unless_set() {
+        let mut c = client();
+        c.flavor = ClientFlavor::Kdump;
+        let kp = keypair(&c, &facts("debian")).unwrap();
+        assert_eq!(kp.path, "/root/.ssh/netdump_kdump_id_ed25519");
+        assert_eq!(kp.key_type, "ed25519");
+        let kp = keypair(&c, &facts("rhel")).unwrap();
+        assert_eq!(
+            (kp.path.as_str(), kp.key_type.as_str()),
+            ("/root/.ssh/kdump_id_rsa", "rsa")
+        );
+        assert_eq!(kp.bits, Some(3072));
+        // Every path keypair() may pick is observed with the facts.
+        for os in ["debian", "rhel"] {
+            assert!(key_paths(&c).contains(&keypair(&c, &facts(os)).unwrap().path));
+        }
+        c.key_type = KeyType::Ed25519;
+        c.kdump.ssh_key = Some("/root/.ssh/lab".into());
+        let kp = keypair(&c, &facts("rhel")).unwrap();
+        assert_eq!(
+            (kp.path.as_str(), kp.key_type.as_str()),
+            ("/root/.ssh/lab", "ed25519")
+        );
+        assert_eq!(key_paths(&c), vec!["/root/.ssh/lab".to_string()]);
     }
 
     #[test]

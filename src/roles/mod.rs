@@ -6,8 +6,8 @@ pub mod netdump_client;
 pub mod server;
 
 use crate::facts::Facts;
-use crate::resources::Resource;
-use crate::settings::{ClientFlavor, ClientSettings};
+use crate::resources::{KeyPair, Resource};
+use crate::settings::{ClientFlavor, ClientSettings, KeyType};
 
 /// The netdump service user, as netdump-server created it.
 pub const NETDUMP_USER: &str = "netdump";
@@ -33,6 +33,35 @@ pub enum RoleError {
         #[source]
         source: crate::templates::TemplateError,
     },
+}
+
+/// A client's key pair of a concrete type (never `Auto`; the roles decide that), tagged with
+/// the client's inventory name. RSA keys are 3072 bits, as ssh-keygen makes them today.
+pub fn keypair_of(path: &str, key_type: KeyType, host: &str) -> KeyPair {
+    let (name, bits) = match key_type {
+        KeyType::Ed25519 | KeyType::Auto => ("ed25519", None),
+        KeyType::Rsa => ("rsa", Some(3072)),
+        KeyType::Dsa => ("dsa", None),
+    };
+    KeyPair {
+        path: path.into(),
+        key_type: name.into(),
+        bits,
+        comment: format!("{KEY_TAG}{host}"),
+    }
+}
+
+/// Every path a client's key pair may have once its facts are known: observed together with
+/// the facts, so the key phase needs no round trip of its own to look.
+pub fn client_key_paths(s: &ClientSettings) -> Vec<String> {
+    let mut paths = Vec::new();
+    if matches!(s.flavor, ClientFlavor::Netdump | ClientFlavor::Auto) {
+        paths.push(netdump_client::KEY_PATH.to_string());
+    }
+    if matches!(s.flavor, ClientFlavor::Kdump | ClientFlavor::Auto) {
+        paths.extend(kdump_client::key_paths(s));
+    }
+    paths
 }
 
 /// A client's public key on its way to the server's authorized_keys2.

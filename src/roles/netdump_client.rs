@@ -3,27 +3,28 @@
 
 use serde_json::json;
 
-use super::{KEY_TAG, Resources, RoleError, SYSCTL_FILE};
+use super::{Resources, RoleError, SYSCTL_FILE};
 use crate::facts::Facts;
 use crate::resources::lines::LineOwner;
 use crate::resources::{File, KeyPair, ManagedLines, Package, Resource, Service, Sysctl};
-use crate::settings::ClientSettings;
+use crate::settings::{ClientSettings, KeyType};
 use crate::templates::Templates;
 
 pub const SYSCONFIG: &str = "/etc/sysconfig/netdump";
 pub const KEY_PATH: &str = "/etc/sysconfig/netdump_id_dsa";
 pub const KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
 
-/// The client's key pair. The init script expects the name `netdump_id_dsa`; the key itself is
-/// RSA, which both the old clients' ssh and (through the server's sshd drop-in) current
-/// servers accept.
-pub fn keypair(s: &ClientSettings) -> KeyPair {
-    KeyPair {
-        path: KEY_PATH.into(),
-        key_type: "rsa".into(),
-        bits: Some(3072),
-        comment: format!("{KEY_TAG}{}", s.host),
-    }
+/// The client's key pair. The init script expects the name `netdump_id_dsa` whatever the key
+/// type. `auto` makes ed25519 when the client's OpenSSH has it (6.5+: fast to make, accepted by
+/// every current sshd without the legacy drop-in) and RSA otherwise (RHEL 3/4's OpenSSH 3.x,
+/// which current servers accept through the sshd drop-in).
+pub fn keypair(s: &ClientSettings, facts: &Facts) -> KeyPair {
+    let key_type = match s.key_type {
+        KeyType::Auto if facts.has_ed25519() => KeyType::Ed25519,
+        KeyType::Auto => KeyType::Rsa,
+        t => t,
+    };
+    super::keypair_of(KEY_PATH, key_type, &s.host)
 }
 
 /// Resources that pin the server's host keys for `address`.
@@ -93,7 +94,7 @@ pub fn resources(
             manager: facts.pkg,
         }));
     }
-    let kp = keypair(s);
+    let kp = keypair(s, facts);
     let kp_id = kp.id();
     r.push(Box::new(kp));
 
@@ -176,6 +177,7 @@ pub mod tests {
             },
             manage_packages: true,
             manage_services: true,
+            key_type: KeyType::Auto,
         }
     }
 
@@ -226,6 +228,31 @@ pub mod tests {
             text, golden,
             "templates/netdump.j2 output changed; re-run with UPDATE_GOLDEN=1 if intended"
         );
+    }
+
+    #[test]
+    fn key_type_follows_the_clients_openssh() {
+        let c = client();
+        // RHEL 4's OpenSSH 3.9 cannot make ed25519 keys: RSA.
+        let mut f = facts();
+        f.ssh_version = Some((3, 9));
+        let kp = keypair(&c, &f);
+        assert_eq!((kp.key_type.as_str(), kp.bits), ("rsa", Some(3072)));
+        assert_eq!(kp.path, KEY_PATH);
+        assert_eq!(kp.comment, "netdump-provision:c1");
+        // No ssh at all (or not OpenSSH): RSA, the type every ssh knows.
+        f.ssh_version = None;
+        assert_eq!(keypair(&c, &f).key_type, "rsa");
+        // OpenSSH 6.5 and later: ed25519.
+        f.ssh_version = Some((6, 5));
+        let kp = keypair(&c, &f);
+        assert_eq!((kp.key_type.as_str(), kp.bits), ("ed25519", None));
+        // An explicit netdump_key_type wins.
+        let mut c = client();
+        c.key_type = KeyType::Rsa;
+        assert_eq!(keypair(&c, &f).key_type, "rsa");
+        c.key_type = KeyType::Dsa;
+        assert_eq!(keypair(&c, &f).key_type, "dsa");
     }
 
     #[test]

@@ -1060,7 +1060,13 @@ route add default via {gw}
 NSHOST_IP_BATCH
 # Private copies of the writable system directories (upper dirs in the fleet's temp dir).
 mkdir -p{dirs}
-{mounts}mkdir -p /var/crash
+{mounts}# root's shell start-up files as a freshly installed Debian host has them, not the ones of
+# the machine running the tests (a developer's ~/.bashrc may start pyenv, cargo... on every
+# ssh command, since bash reads ~/.bashrc when sshd starts it).
+for f in bashrc profile; do
+  if [ -f /usr/share/base-files/dot.$f ]; then cp /usr/share/base-files/dot.$f /root/.$f; else rm -f /root/.$f; fi
+done
+mkdir -p /var/crash
 mount -t tmpfs -o mode=0755 tmpfs /var/crash
 # Remember a few kernel knobs before hiding them.
 {save}IFS= read -r boot_id < /proc/sys/kernel/random/uuid
