@@ -33,7 +33,7 @@ pub struct ApplyOptions {
     pub forks: usize,
     pub templates: Arc<Templates>,
     /// The receiver binary uploaded to servers in embedded mode.
-    pub receiver_binary: Option<Arc<Vec<u8>>>,
+    pub receiver_binary: Option<Arc<crate::receiver_binary::ReceiverBinary>>,
     /// Bound for observation and facts steps.
     pub step_timeout: Duration,
     /// `--reboot`: reboot kdump clients whose crashkernel reservation needs a boot, and wait

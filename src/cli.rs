@@ -120,8 +120,10 @@ pub struct ApplyArgs {
     /// back with the capture kernel loaded.
     #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "900")]
     pub reboot: Option<u64>,
-    /// Receiver binary to install on servers (default: this program).
-    #[arg(long, value_name = "FILE")]
+    /// Receiver binary to install on servers (default: this program). A static build
+    /// (`--target x86_64-unknown-linux-musl`) runs on any server; a dynamic one needs the
+    /// server's glibc to be at least as new as the one it was linked against (checked).
+    #[arg(long, value_name = "FILE", env = "NETDUMP_RECEIVER_BINARY")]
     pub receiver_binary: Option<PathBuf>,
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -245,9 +247,13 @@ async fn run_apply(args: ApplyArgs, verbose: u8) -> Result<i32> {
                 "cannot locate this program to install it as the receiver; pass --receiver-binary",
             )?,
         };
-        Some(Arc::new(std::fs::read(&p).with_context(|| {
-            format!("cannot read the receiver binary {}", p.display())
-        })?))
+        match crate::receiver_binary::ReceiverBinary::load(&p) {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(exit::USAGE);
+            }
+        }
     } else {
         None
     };

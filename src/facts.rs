@@ -28,6 +28,9 @@ pub struct Facts {
     /// OpenSSH (major, minor) of the host's `ssh` client, `None` when it is not OpenSSH or
     /// not installed.
     pub ssh_version: Option<(u32, u32)>,
+    /// glibc (major, minor) from `getconf GNU_LIBC_VERSION`; `None` without glibc (musl,
+    /// busybox) or getconf.
+    pub glibc: Option<(u32, u32)>,
     /// Name of the ssh daemon's service (ssh on Debian, sshd elsewhere).
     pub ssh_service: String,
     /// sshd_config includes /etc/ssh/sshd_config.d/*.conf.
@@ -106,6 +109,7 @@ echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 [ -d /etc/sysctl.d ] && echo sysctl_d=yes
 for f in /etc/ssh/ssh_host_*_key.pub; do [ -r "$f" ] && echo "hostkey=$(cut -d' ' -f1,2 "$f")"; done
 echo "ssh_version=$(ssh -V 2>&1 | head -n1)"
+echo "glibc=$(getconf GNU_LIBC_VERSION)"
 if [ -e /lib/systemd/system/ssh.service ] || [ -e /etc/init.d/ssh ]; then echo ssh_service=ssh; else echo ssh_service=sshd; fi
 grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/sshd_config.d' /etc/ssh/sshd_config && echo sshd_include=yes
 modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes
@@ -191,6 +195,7 @@ pub fn parse(text: &str) -> Result<Facts, FactsError> {
             .map(str::to_string)
             .collect(),
         ssh_version: field(text, "ssh_version").and_then(openssh_version),
+        glibc: field(text, "glibc").and_then(glibc_version),
         ssh_service: field(text, "ssh_service").unwrap_or("sshd").to_string(),
         sshd_include: field(text, "sshd_include").is_some(),
         netdump_module: field(text, "netdump_module").is_some(),
@@ -206,6 +211,16 @@ fn openssh_version(line: &str) -> Option<(u32, u32)> {
     let (major, rest) = rest.split_once('.')?;
     let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
     Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// `glibc 2.36` → (2, 36).
+fn glibc_version(line: &str) -> Option<(u32, u32)> {
+    let v = line.trim().strip_prefix("glibc ")?;
+    let mut parts = v.split('.');
+    Some((
+        parts.next()?.parse().ok()?,
+        parts.next()?.trim().parse().ok()?,
+    ))
 }
 
 impl Facts {
@@ -244,7 +259,7 @@ mod tests {
     fn parses_a_debian_client_with_gateway() {
         let text = "os_id=debian\nos_version=12\nos_like=\nkernel=6.1.0-28-amd64\narch=x86_64\nhostname=c1\n\
 pkg=apt\ninit=systemd\nsysrq=438\nboot_id=0f6e\nsysctl_d=yes\nhostkey=ssh-ed25519 AAAAC3\nhostkey=broken\n\
-ssh_version=OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024\n\
+ssh_version=OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15 3 Sep 2024\nglibc=glibc 2.36\n\
 ssh_service=ssh\nsshd_include=yes\nkexec_crash_size=268435456\nkexec_crash_loaded=1\n\
 route=10.1.2.3 via 198.18.0.1 dev ens3 src 198.18.0.11 uid 0 \\    cache\n\
 neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\nprobe_end=1\n";
@@ -255,6 +270,7 @@ neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\nprobe_end=1\n";
         assert_eq!(f.sysrq.as_deref(), Some("438"));
         assert_eq!(f.host_keys, vec!["ssh-ed25519 AAAAC3"]);
         assert_eq!(f.ssh_version, Some((9, 2)));
+        assert_eq!(f.glibc, Some((2, 36)));
         assert!(f.has_ed25519());
         assert_eq!(f.kexec_crash_size, Some(268435456));
         assert_eq!(f.kexec_crash_loaded, Some(true));
@@ -276,6 +292,10 @@ neigh=198.18.0.1 lladdr 52:54:00:12:34:56 REACHABLE\nprobe_end=1\n";
         assert_eq!(openssh_version("sh: 1: ssh: not found"), None);
         assert_eq!(openssh_version("Sun_SSH_1.1"), None);
         assert_eq!(openssh_version(""), None);
+        assert_eq!(glibc_version("glibc 2.17"), Some((2, 17)));
+        assert_eq!(glibc_version("glibc 2.3.4"), Some((2, 3)));
+        assert_eq!(glibc_version(""), None);
+        assert_eq!(glibc_version("getconf: Unrecognized variable"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod facts;
 pub mod inventory;
 pub mod lab;
 pub mod receiver;
+pub mod receiver_binary;
 pub mod report;
 pub mod resources;
 pub mod roles;

@@ -33,6 +33,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "netconsole-modprobe.conf.j2",
         include_str!("../templates/netconsole-modprobe.conf.j2"),
     ),
+    (
+        "netdump-server.conf.j2",
+        include_str!("../templates/netdump-server.conf.j2"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
