@@ -218,7 +218,6 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
 mod tests {
     use super::*;
     use crate::receiver_binary::{BinaryInfo, ReceiverBinary};
-    use crate::resources::Resource;
     use crate::settings::PasswordSpec;
 
     fn settings(receiver: ReceiverMode) -> ServerSettings {
