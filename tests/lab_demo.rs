@@ -22,8 +22,22 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(lab::DEFAULT_CACHE_DIR))
 }
 
+mod support;
+
+/// The demo runs the static (musl) build when it exists, as `.ci/demo` does: that is the
+/// program as shipped, and the receiver `apply` installs on the server VM is this same file.
+fn provision_bin() -> PathBuf {
+    support::static_provision().unwrap_or_else(|| {
+        eprintln!(
+            "NOTE: lab demo test runs the dynamically linked test build; for the static one: {}",
+            support::STATIC_BUILD_HINT
+        );
+        PathBuf::from(env!("CARGO_BIN_EXE_provision"))
+    })
+}
+
 fn provision_lab(state: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_provision"))
+    Command::new(provision_bin())
         .arg("lab")
         .args(args)
         .arg("--state-dir")
@@ -165,6 +179,17 @@ async fn checks(cfg: LabConfig, out: std::process::Output, state: PathBuf) {
         .await
         .unwrap();
     assert!(ok && user.trim() == "netdump", "receiver user: {user:?}");
+    // ...from the binary the demo ran (static when built): compared by checksum.
+    let local = std::fs::read(provision_bin()).unwrap();
+    let (ok, sum) = cfg
+        .ssh(server, "sha256sum /usr/local/sbin/netdump-provision")
+        .await
+        .unwrap();
+    let want = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&local))
+    };
+    assert!(ok && sum.starts_with(&want), "installed receiver {sum:?}, expected {want}");
     // The JUnit report says one test, no failure.
     let junit = std::fs::read_to_string(state.join("test-crash.xml")).unwrap();
     assert!(
