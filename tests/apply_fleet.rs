@@ -276,6 +276,67 @@ fn static_receiver_binary_is_installed_and_runs_on_the_server() {
     );
 }
 
+/// `ansible_become`: a plain user with passwordless sudo gets the same result as root, the
+/// password travels through sudo on stdin, and a user sudo refuses stops with sudo's reason.
+#[test]
+fn apply_as_a_sudo_user_with_become() {
+    if !require_root_tools() {
+        return;
+    }
+    let fleet = Fleet::start(&["srv", "c1", "c2"]);
+    for h in ["srv", "c1"] {
+        fleet.add_sudo_user(h, "deploy");
+    }
+    fleet.add_user("c2", "deploy"); // no sudo rights on c2
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    let text = inventory(&fleet, "").replace(
+        "    ansible_user: root\n",
+        "    ansible_user: deploy\n    ansible_become: true\n",
+    );
+    assert!(text.contains("ansible_become"), "{text}");
+    std::fs::write(&inv, text).unwrap();
+
+    let out = provision(&fleet, &inv, &["--output", "json"]);
+    let r = recap(&out);
+    assert_eq!(out.status.code(), Some(2), "c2 must fail: {}", show(&out));
+    let host = |name: &str| {
+        r["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in recap: {r}"))
+    };
+    assert_eq!(host("srv")["failed"], 0, "{}", show(&out));
+    assert_eq!(host("c1")["failed"], 0, "{}", show(&out));
+    assert_eq!(host("c2")["failed"], 1, "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("sudo") && stdout.contains("c2"),
+        "c2's failure names sudo: {stdout}"
+    );
+
+    // What root would have produced: root-owned files, the netdump user with its password.
+    let srv = fleet.host("srv");
+    let c1 = fleet.host("c1");
+    let (u, _, m) = c1.stat("/etc/sysconfig/netdump").unwrap();
+    assert_eq!((u, m & 0o7777), (0, 0o644));
+    let shadow = srv.exec_ok("awk -F: '$1==\"netdump\" {print $2}' /etc/shadow");
+    assert!(
+        verify(&Secret::new(PASSWORD), shadow.trim()),
+        "password hash"
+    );
+    let ak = String::from_utf8(srv.read_file("/var/crash/.ssh/authorized_keys2").unwrap()).unwrap();
+    assert!(ak.contains("netdump-provision:c1"), "{ak}");
+
+    // Idempotent through sudo too.
+    let again = provision(&fleet, &inv, &["--output", "json", "--limit", "srv:c1"]);
+    assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+    assert_eq!(total(&recap(&again), "changed"), 0, "{}", show(&again));
+}
+
 #[test]
 fn check_mode_reports_changes_and_changes_nothing() {
     let Some((fleet, _dir, inv)) = setup() else {

@@ -189,7 +189,10 @@ async fn checks(cfg: LabConfig, out: std::process::Output, state: PathBuf) {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&local))
     };
-    assert!(ok && sum.starts_with(&want), "installed receiver {sum:?}, expected {want}");
+    assert!(
+        ok && sum.starts_with(&want),
+        "installed receiver {sum:?}, expected {want}"
+    );
     // The JUnit report says one test, no failure.
     let junit = std::fs::read_to_string(state.join("test-crash.xml")).unwrap();
     assert!(
