@@ -180,7 +180,7 @@ pub async fn apply(
                         .run(RemoteCommand::new("facts", probe.clone()).timeout(timeout))
                         .await?;
                     let text = out.stdout_str();
-                    let facts_text = text.split("\n@@NDP-").next().unwrap_or("");
+                    let facts_text = batch::preamble(&text);
                     let parsed = facts::parse(facts_text)
                         .map_err(|e| e.to_string())
                         .and_then(|f| {

@@ -31,6 +31,11 @@ pub struct SplitError {
     pub section: usize,
 }
 
+/// What a script printed before its first batched section (e.g. the facts probe's lines).
+pub fn preamble(output: &str) -> &str {
+    output.split("\n@@NDP-").next().unwrap_or("")
+}
+
 /// Splits the batched output into `count` observations, in order.
 pub fn split(output: &str, nonce: &str, count: usize) -> Result<Vec<Observed>, SplitError> {
     let mut result = Vec::with_capacity(count);
@@ -83,6 +88,7 @@ mod tests {
         ];
         let out = run_sh(&observe_script(&snippets, "abc123"));
         let obs = split(&out, "abc123", 4).unwrap();
+        assert_eq!(preamble(&format!("facts=1\n{out}")), "facts=1\n");
         assert_eq!(obs[0].text, "type=file\nowner=root\n");
         assert_eq!(obs[0].status, 0);
         assert_eq!(obs[1].text, "oops\n");
