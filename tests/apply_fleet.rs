@@ -75,6 +75,17 @@ fn total(recap: &serde_json::Value, field: &str) -> u64 {
         .sum()
 }
 
+/// One host's line of the recap.
+fn host_recap(recap: &serde_json::Value, host: &str) -> serde_json::Value {
+    recap["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .cloned()
+        .unwrap_or_else(|| panic!("{host} not in recap: {recap}"))
+}
+
 fn setup() -> Option<(Fleet, tempfile::TempDir, std::path::PathBuf)> {
     if !require_root_tools() {
         return None;
@@ -300,15 +311,7 @@ fn apply_as_a_sudo_user_with_become() {
     let out = provision(&fleet, &inv, &["--output", "json"]);
     let r = recap(&out);
     assert_eq!(out.status.code(), Some(2), "c2 must fail: {}", show(&out));
-    let host = |name: &str| {
-        r["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h["host"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} not in recap: {r}"))
-    };
+    let host = |name: &str| host_recap(&r, name);
     assert_eq!(host("srv")["failed"], 0, "{}", show(&out));
     assert_eq!(host("c1")["failed"], 0, "{}", show(&out));
     assert_eq!(host("c2")["failed"], 1, "{}", show(&out));
@@ -387,15 +390,7 @@ fn unreachable_client_does_not_stop_the_others() {
     let out = provision(&fleet, &inv, &["--output", "json"]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let r = recap(&out);
-    let by_host = |h: &str| {
-        r["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["host"] == h)
-            .unwrap()
-            .clone()
-    };
+    let by_host = |h: &str| host_recap(&r, h);
     assert_eq!(by_host("c2")["unreachable"], 1);
     assert!(by_host("c1")["changed"].as_u64().unwrap() > 0);
     assert!(by_host("c3")["changed"].as_u64().unwrap() > 0);

@@ -131,20 +131,8 @@ pub trait Resource: Send + Sync {
     fn plan(&self, observed: &Observed, ctx: &PlanContext) -> Result<Plan, ResourceError>;
 }
 
-/// POSIX single-quote a string for a shell script.
-pub fn sh_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
+/// POSIX single-quote a string for a shell script (always quoted).
+pub use crate::ssh::shell::single_quote as sh_quote;
 
 /// Test helper: runs an observation snippet with the local `sh`, as sshd would on a host.
 #[cfg(test)]

@@ -21,6 +21,11 @@ pub fn quote(s: &str) -> String {
     {
         return s.to_string();
     }
+    single_quote(s)
+}
+
+/// Like [`quote`], but always wrapped in single quotes, even when `s` needs none.
+pub fn single_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
     for c in s.chars() {
