@@ -183,7 +183,7 @@ mod tests {
             .map(Path::new)
             .find(|p| p.exists())
         else {
-            eprintln!("SKIP: no ldconfig on this machine");
+            crate::testing::skip("receiver_binary glibc check", "no ldconfig on this machine");
             return;
         };
         let b = ReceiverBinary::load(p).unwrap();

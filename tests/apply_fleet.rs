@@ -233,9 +233,9 @@ fn apply_configures_server_and_clients_then_is_idempotent() {
 #[test]
 fn static_receiver_binary_is_installed_and_runs_on_the_server() {
     let Some(static_bin) = support::static_provision() else {
-        eprintln!(
-            "SKIP: static_receiver_binary_is_installed_and_runs_on_the_server: no static build; run: {}",
-            support::STATIC_BUILD_HINT
+        netdump_provision::testing::skip(
+            "static_receiver_binary_is_installed_and_runs_on_the_server",
+            &format!("no static build; run: {}", support::STATIC_BUILD_HINT),
         );
         return;
     };

@@ -36,8 +36,9 @@ fn list_json_matches_ansible_inventory() {
         .output()
         .is_err()
     {
-        eprintln!(
-            "SKIP: list_json_matches_ansible_inventory because `ansible-inventory` is not on PATH (pip install ansible-core)"
+        netdump_provision::testing::skip(
+            "list_json_matches_ansible_inventory",
+            "`ansible-inventory` is not on PATH (pip install ansible-core)",
         );
         return;
     }

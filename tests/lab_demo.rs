@@ -79,7 +79,7 @@ fn processes_mentioning(needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_applies_and_proves_a_real_crash_dump() {
     if let Some(missing) = lab::missing_tool() {
-        eprintln!("SKIP: lab demo test: {missing}");
+        netdump_provision::testing::skip("lab demo test", &missing.to_string());
         return;
     }
     let state = tempfile::Builder::new()

@@ -106,7 +106,10 @@ async fn exercise(cfg: &LabConfig) {
 async fn lab_up_ssh_and_down_leaves_nothing() {
     for (tool, _) in lab::TOOLS {
         if !cmd::have(tool) {
-            eprintln!("SKIP: lab_e2e needs {tool}, which is not installed");
+            netdump_provision::testing::skip(
+                "lab_e2e",
+                &format!("needs {tool}, which is not installed"),
+            );
             return;
         }
     }

@@ -211,7 +211,10 @@ async fn exercise(cfg: &LabConfig) {
 async fn debian_kdump_over_ssh_with_netconsole_on_real_vms() {
     for (tool, _) in lab::TOOLS {
         if !cmd::have(tool) {
-            eprintln!("SKIP: lab_kdump_recipe needs {tool}, which is not installed");
+            netdump_provision::testing::skip(
+                "lab_kdump_recipe",
+                &format!("needs {tool}, which is not installed"),
+            );
             return;
         }
     }

@@ -90,7 +90,7 @@ async fn x86_64_dump_is_identical_and_readable_as_netdump() {
         assert!(text.contains("NT_PRSTATUS"), "{text}");
         assert!(text.contains("NT_TASKSTRUCT"), "{text}");
     } else {
-        eprintln!("SKIP: readelf check because binutils readelf is not installed");
+        netdump_provision::testing::skip("readelf check", "binutils readelf is not installed");
     }
     if tool_exists("eu-readelf") {
         let out = Command::new("eu-readelf")
@@ -104,7 +104,7 @@ async fn x86_64_dump_is_identical_and_readable_as_netdump() {
         assert!(text.contains("TASKSTRUCT"), "{text}");
         assert!(text.contains("LOAD"), "{text}");
     } else {
-        eprintln!("SKIP: eu-readelf check because elfutils is not installed");
+        netdump_provision::testing::skip("eu-readelf check", "elfutils is not installed");
     }
 }
 

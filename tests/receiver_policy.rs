@@ -83,7 +83,10 @@ fn mount_tmpfs(at: &Path, size: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIP: space-check test because mounting a tmpfs failed (needs root and mount)");
+        netdump_provision::testing::skip(
+            "space-check test",
+            "mounting a tmpfs failed (needs root and mount)",
+        );
     }
     ok
 }
@@ -262,11 +265,11 @@ fn drop_privileges_switches_to_the_user_when_root() {
         return;
     }
     if !Uid::effective().is_root() {
-        eprintln!("SKIP: privilege drop test because it needs root");
+        netdump_provision::testing::skip("privilege drop test", "it needs root");
         return;
     }
     if User::from_name("nobody").ok().flatten().is_none() {
-        eprintln!("SKIP: privilege drop test because there is no user nobody");
+        netdump_provision::testing::skip("privilege drop test", "there is no user nobody");
         return;
     }
     assert!(

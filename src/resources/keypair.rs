@@ -111,7 +111,7 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("SKIP: ssh-keygen not installed");
+            crate::testing::skip("keypair generation", "ssh-keygen not installed");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -518,7 +518,10 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("SKIP: generated_config_is_what_ssh_resolves because ssh is not installed");
+            crate::testing::skip(
+                "generated_config_is_what_ssh_resolves",
+                "ssh is not installed",
+            );
             return;
         }
         let tmp = tempfile::tempdir().unwrap();

@@ -107,10 +107,7 @@ pub fn require_root_tools() -> bool {
     if missing.is_empty() {
         true
     } else {
-        eprintln!(
-            "SKIP: namespace-host test skipped because {}",
-            missing.join(", ")
-        );
+        netdump_provision::testing::skip("namespace-host test", &missing.join(", "));
         false
     }
 }
