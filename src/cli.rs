@@ -1,6 +1,6 @@
 //! The `provision` command line: clap definitions, exit codes, and wiring. Nothing else.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -290,10 +290,8 @@ fn run_inventory(args: InventoryArgs) -> Result<i32> {
         }
     };
     if let Some(h) = &args.host {
-        let mut list = inv.to_list_json();
-        mask_secrets(&mut list);
-        match list["_meta"]["hostvars"].get(h) {
-            Some(v) => println!("{}", serde_json::to_string_pretty(v)?),
+        match inv.host_vars_json(h, SECRET_VARS, Secret::MASK) {
+            Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
             None => {
                 eprintln!("error: host {h} is not in {}", args.inventory.display());
                 return Ok(exit::USAGE);
@@ -312,9 +310,11 @@ fn run_inventory(args: InventoryArgs) -> Result<i32> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let mut list = inv.to_list_json();
-        mask_secrets(&mut list);
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        // Written as it is serialized: a large fleet's document is never held whole.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &inv.list_json(SECRET_VARS, Secret::MASK))?;
+        writeln!(out)?;
+        out.flush()?;
     }
     Ok(exit::OK)
 }
@@ -325,23 +325,6 @@ const SECRET_VARS: &[&str] = &[
     "ansible_password",
     "ansible_become_password",
 ];
-
-/// Replaces secret host variables in `--list` output with a mask.
-fn mask_secrets(list: &mut serde_json::Value) {
-    if let Some(hosts) = list
-        .get_mut("_meta")
-        .and_then(|m| m.get_mut("hostvars"))
-        .and_then(|h| h.as_object_mut())
-    {
-        for vars in hosts.values_mut().filter_map(|v| v.as_object_mut()) {
-            for k in SECRET_VARS {
-                if let Some(v) = vars.get_mut(*k) {
-                    *v = serde_json::Value::String(Secret::MASK.to_string());
-                }
-            }
-        }
-    }
-}
 
 fn init_tracing(verbose: u8, json: bool) {
     let default = match verbose {

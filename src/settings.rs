@@ -623,7 +623,7 @@ pub fn resolve(inv: &Inventory, password: PasswordInput) -> Result<FleetSettings
             if !var.starts_with("netdump_") {
                 continue;
             }
-            if known.contains(&var.as_str()) {
+            if known.contains(&var) {
                 cx.get(&h.name, var);
             } else {
                 let close = coerce::close_matches(var, known.iter().copied());

@@ -168,7 +168,7 @@ all:
     );
     assert_eq!(var(&i, "bmc", "ansible_port").as_u64(), Some(2222));
     assert_eq!(i.group_hosts("ungrouped"), ["lone"]);
-    assert_eq!(i.host("lone").unwrap().groups, ["all", "ungrouped"]);
+    assert_eq!(*i.host("lone").unwrap().groups, ["all", "ungrouped"]);
     assert_eq!(i.select("ungrouped").unwrap(), ["lone"]);
 }
 
@@ -414,4 +414,81 @@ fn empty_and_null_inventories() {
 fn missing_file_is_a_read_error() {
     let e = Inventory::load(std::path::Path::new("/nonexistent/inv.yaml")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/inv.yaml"), "{e}");
+}
+
+#[test]
+fn a_range_past_the_cap_names_file_line_and_count() {
+    let e = load_err(
+        "all:\n  vars:\n    big: [1, 2, 3]\n  hosts:\n    node[000000:199999]:\n",
+        &[],
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("inventory.yaml:5:"), "{msg}");
+    assert!(msg.contains("200000 hosts"), "{msg}");
+}
+
+#[test]
+fn many_ranges_past_the_inventory_cap_are_refused_at_the_range_that_crosses_it() {
+    let e = load_err(
+        "a:\n  hosts:\n    a[00000:59999]:\nb:\n  hosts:\n    b[00000:59999]:\n",
+        &[],
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("inventory.yaml:6:"), "{msg}");
+    assert!(msg.contains("120000 hosts"), "{msg}");
+    assert!(msg.contains("100000"), "{msg}");
+}
+
+#[test]
+fn shared_group_vars_still_give_each_host_its_own_overrides_in_order() {
+    // Two hosts of the same groups (their group variables are one shared map) with different
+    // host variables, and a host_vars file on one of them.
+    let (_t, i) = load(
+        "all:\n  vars:\n    a: all\n    b: all\n  children:\n    rack:\n      vars:\n        b: rack\n        c: rack\n      hosts:\n        h1:\n          c: h1\n          d: h1\n        h2:\n",
+        &[("host_vars/h2.yaml", "a: h2-file\n")],
+    );
+    let keys =
+        |h: &str| -> Vec<String> { i.host(h).unwrap().vars.keys().map(str::to_owned).collect() };
+    assert_eq!(keys("h1"), ["a", "b", "c", "d"]);
+    assert_eq!(keys("h2"), ["a", "b", "c"]);
+    assert_eq!(s(var(&i, "h1", "a")), "all");
+    assert_eq!(s(var(&i, "h1", "b")), "rack");
+    assert_eq!(s(var(&i, "h1", "c")), "h1");
+    assert_eq!(s(var(&i, "h2", "c")), "rack");
+    assert_eq!(s(var(&i, "h2", "a")), "h2-file");
+    assert_eq!(i.host("h1").unwrap().vars.len(), 4);
+    assert!(i.origin("h2", "a").file.ends_with("host_vars/h2.yaml"));
+    assert_eq!(i.origin("h1", "c").line, Some(12));
+}
+
+#[test]
+fn list_output_masks_secret_variables() {
+    let t = write_inventory(
+        "all:\n  hosts:\n    h1:\n      netdump_password_hash: '$6$salt$secrethash'\n      other: visible\n",
+        &[],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(["inventory", "-i"])
+        .arg(&t.path)
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("secrethash"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["_meta"]["hostvars"]["h1"]["other"], "visible");
+    assert_eq!(
+        v["_meta"]["hostvars"]["h1"]["netdump_password_hash"],
+        "********"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
+        .args(["inventory", "-i"])
+        .arg(&t.path)
+        .args(["--host", "h1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("secrethash"), "{text}");
+    assert!(text.contains("visible"), "{text}");
 }

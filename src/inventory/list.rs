@@ -1,9 +1,10 @@
 //! `ansible-inventory --list` output.
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value as Json};
 use yaml_serde::Value;
 
-use super::Inventory;
+use super::{Host, Inventory};
 
 /// Convert a YAML value to JSON. Non-string mapping keys become their text, as Ansible's JSON
 /// output does; non-finite floats become null.
@@ -47,38 +48,84 @@ fn convert(v: &Value, unsafe_: bool) -> Json {
     }
 }
 
-pub(super) fn to_list_json(inv: &Inventory) -> Json {
-    let mut hostvars = Map::new();
-    for h in inv.hosts.values() {
-        let raw = inv.raw_vars.get(&h.name).unwrap_or(&h.vars);
-        if raw.is_empty() {
-            // ansible-inventory leaves hosts without variables out of `_meta.hostvars`.
-            continue;
+/// `ansible-inventory --list` output, serialized while it is written: one host's variables are
+/// converted at a time, so printing a 10,000-host inventory never holds the whole document.
+/// Variables named in `masked` print as `mask`.
+pub struct ListJson<'a> {
+    pub(super) inv: &'a Inventory,
+    pub(super) masked: &'a [&'a str],
+    pub(super) mask: &'a str,
+}
+
+/// One host's variables, as in `_meta.hostvars` (and `ansible-inventory --host`).
+pub struct HostVarsJson<'a> {
+    pub(super) host: &'a Host,
+    pub(super) masked: &'a [&'a str],
+    pub(super) mask: &'a str,
+}
+
+impl Serialize for HostVarsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.host.vars.len()))?;
+        for (k, v) in self.host.vars.iter_tagged() {
+            if self.masked.contains(&k) {
+                m.serialize_entry(k, self.mask)?;
+            } else {
+                m.serialize_entry(k, &yaml_to_json(v))?;
+            }
         }
-        let vars: Map<String, Json> = raw
-            .iter()
-            .map(|(k, v)| (k.clone(), yaml_to_json(v)))
-            .collect();
-        hostvars.insert(h.name.clone(), Json::Object(vars));
+        m.end()
     }
-    let mut meta = Map::new();
-    meta.insert("hostvars".into(), Json::Object(hostvars));
-    let mut out = Map::new();
-    out.insert("_meta".into(), Json::Object(meta));
-    for g in inv.groups.values() {
-        let mut entry = Map::new();
-        if !g.children.is_empty() {
-            entry.insert("children".into(), Json::from(g.children.clone()));
+}
+
+struct HostVars<'a>(&'a ListJson<'a>);
+
+impl Serialize for HostVars<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let l = self.0;
+        let mut m = s.serialize_map(None)?;
+        // ansible-inventory leaves hosts without variables out of `_meta.hostvars`.
+        for h in l.inv.hosts.values().filter(|h| !h.vars.is_empty()) {
+            let vars = HostVarsJson {
+                host: h,
+                masked: l.masked,
+                mask: l.mask,
+            };
+            m.serialize_entry(&h.name, &vars)?;
         }
-        if g.name != "all" && !g.hosts.is_empty() {
-            entry.insert(
-                "hosts".into(),
-                Json::from(g.hosts.iter().cloned().collect::<Vec<_>>()),
-            );
-        }
-        if !entry.is_empty() {
-            out.insert(g.name.clone(), Json::Object(entry));
-        }
+        m.end()
     }
-    Json::Object(out)
+}
+
+struct Meta<'a>(&'a ListJson<'a>);
+
+impl Serialize for Meta<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("hostvars", &HostVars(self.0))?;
+        m.end()
+    }
+}
+
+impl Serialize for ListJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_map(None)?;
+        out.serialize_entry("_meta", &Meta(self))?;
+        for g in self.inv.groups.values() {
+            let mut entry = Map::new();
+            if !g.children.is_empty() {
+                entry.insert("children".into(), Json::from(g.children.clone()));
+            }
+            if g.name != "all" && !g.hosts.is_empty() {
+                entry.insert(
+                    "hosts".into(),
+                    Json::from(g.hosts.iter().cloned().collect::<Vec<_>>()),
+                );
+            }
+            if !entry.is_empty() {
+                out.serialize_entry(&g.name, &entry)?;
+            }
+        }
+        out.end()
+    }
 }

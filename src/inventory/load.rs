@@ -2,11 +2,19 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use yaml_serde::{Mapping, Value};
 
-use super::{Group, Host, Inventory, InventoryError, VarSource, coerce, range};
+use super::{
+    Group, Host, Inventory, InventoryError, Layer, VarEntry, VarSource, Vars, coerce, range,
+};
+
+/// Most hosts one inventory may hold, all ranges and files together: far above any lab fleet,
+/// low enough that a typo (`node[0:99999]` written under ten groups) gets an error naming the
+/// line instead of exhausting memory.
+pub const MAX_HOSTS: usize = 100_000;
 
 /// Extensions `group_vars`/`host_vars` files may have (Ansible's `yaml_valid_extensions` + none).
 const VARS_EXTENSIONS: [&str; 4] = ["", ".yml", ".yaml", ".json"];
@@ -14,6 +22,7 @@ const VARS_EXTENSIONS: [&str; 4] = ["", ".yml", ".yaml", ".json"];
 pub(super) fn load(path: &Path) -> Result<Inventory, InventoryError> {
     let mut b = Builder {
         file: path.to_path_buf(),
+        file_src: Arc::from(path),
         text: String::new(),
         groups: IndexMap::new(),
         hosts: IndexMap::new(),
@@ -111,6 +120,16 @@ fn untag(file: &Path, text: &str, v: &mut Value, key: &str) -> Result<(), Invent
     Ok(())
 }
 
+/// Whether `v` carries a tag anywhere (only `!unsafe` survives parsing).
+pub(crate) fn has_tag(v: &Value) -> bool {
+    match v {
+        Value::Tagged(_) => true,
+        Value::Sequence(s) => s.iter().any(has_tag),
+        Value::Mapping(m) => m.values().any(has_tag),
+        _ => false,
+    }
+}
+
 /// The value with `!unsafe` tags removed: what templates and settings see.
 pub(crate) fn strip_unsafe(v: &Value) -> Value {
     match v {
@@ -159,10 +178,12 @@ pub(crate) fn find_key_line(text: &str, anchor: Option<&str>, key: &str) -> Opti
 
 struct Builder {
     file: PathBuf,
+    /// `file`, shared by the sources of its variables.
+    file_src: Arc<Path>,
     text: String,
     groups: IndexMap<String, Group>,
-    /// Host name → (inline vars in order, source of each).
-    hosts: IndexMap<String, IndexMap<String, (Value, VarSource)>>,
+    /// Host name → inline vars in order.
+    hosts: IndexMap<String, Layer>,
     texts: HashMap<PathBuf, String>,
 }
 
@@ -200,8 +221,8 @@ impl Builder {
 
     fn src(&self, anchor: &str) -> VarSource {
         VarSource {
-            file: self.file.clone(),
-            anchor: Some(anchor.to_string()),
+            file: self.file_src.clone(),
+            anchor: Some(Arc::from(anchor)),
         }
     }
 
@@ -309,6 +330,20 @@ impl Builder {
             };
             let (pattern, port) = range::split_port(&raw).map_err(range_err)?;
             let names = range::expand(&pattern).map_err(range_err)?;
+            let new = names
+                .iter()
+                .filter(|n| !self.hosts.contains_key(n.as_str()))
+                .count();
+            if self.hosts.len() + new > MAX_HOSTS {
+                return Err(InventoryError::Range {
+                    file: self.file.clone(),
+                    line: self.line_of(Some(group), &raw),
+                    message: format!(
+                        "`{raw}` would bring the inventory to {} hosts, more than the {MAX_HOSTS} one inventory may hold; check the range bounds or split the fleet",
+                        self.hosts.len() + new
+                    ),
+                });
+            }
             let vars = match hv {
                 Value::Null => Mapping::new(),
                 Value::Mapping(m) => m,
@@ -328,14 +363,14 @@ impl Builder {
                 if let Some(p) = port {
                     entry.insert(
                         "ansible_port".into(),
-                        (Value::Number(p.into()), src.clone()),
+                        VarEntry::new(Value::Number(p.into()), src.clone()),
                     );
                 }
                 for (vk, vv) in &vars {
                     let key = self.key_name(vk, Some(&raw), "variable name")?;
                     let entry = self.hosts.entry(name.clone()).or_default();
                     entry.shift_remove(&key);
-                    entry.insert(key, (vv.clone(), src.clone()));
+                    entry.insert(key, VarEntry::new(vv.clone(), src.clone()));
                 }
                 let g = &mut self.groups[group];
                 g.hosts.insert(name);
@@ -376,7 +411,7 @@ impl Builder {
             }
             let g = &mut self.groups[group];
             g.vars.shift_remove(&key);
-            g.vars.insert(key, (v, src.clone()));
+            g.vars.insert(key, VarEntry::new(v, src.clone()));
         }
         Ok(())
     }
@@ -461,11 +496,7 @@ impl Builder {
     }
 
     /// Vars for `name` from `<base>/<name>{,.yml,.yaml,.json}` or the directory `<base>/<name>/`.
-    fn load_vars_for(
-        &mut self,
-        base: &Path,
-        name: &str,
-    ) -> Result<IndexMap<String, (Value, VarSource)>, InventoryError> {
+    fn load_vars_for(&mut self, base: &Path, name: &str) -> Result<Layer, InventoryError> {
         let mut out = IndexMap::new();
         if !base.is_dir() {
             return Ok(out);
@@ -503,7 +534,7 @@ impl Builder {
                 }
             };
             let src = VarSource {
-                file: f.clone(),
+                file: Arc::from(f.as_path()),
                 anchor: None,
             };
             for (k, v) in m {
@@ -516,7 +547,7 @@ impl Builder {
                     ),
                 })?;
                 out.shift_remove(&key);
-                out.insert(key, (v, src.clone()));
+                out.insert(key, VarEntry::new(v, src.clone()));
             }
             self.texts.insert(f, text);
         }
@@ -551,8 +582,10 @@ impl Builder {
             }
         }
         self.groups["all"].hosts.clear();
+        // Hosts of the same groups share one merged map of their group variables (see
+        // `Vars`); `shared` holds it per group list.
+        let mut shared: HashMap<Vec<String>, (Arc<[String]>, Arc<Layer>)> = HashMap::new();
         let mut hosts = IndexMap::new();
-        let mut origins = HashMap::new();
         let host_names: Vec<String> = self.hosts.keys().cloned().collect();
         for h in host_names {
             // All groups including ancestors.
@@ -568,61 +601,50 @@ impl Builder {
             groups.sort_by(|a, b| {
                 (a.depth, a.priority, &a.name).cmp(&(b.depth, b.priority, &b.name))
             });
-            let mut vars: IndexMap<String, Value> = IndexMap::new();
-            let mut src: IndexMap<String, VarSource> = IndexMap::new();
-            let mut put = |k: &String, v: &Value, s: &VarSource| {
-                vars.insert(k.clone(), v.clone());
-                src.insert(k.clone(), s.clone());
-            };
-            for g in &groups {
-                for (k, (v, s)) in &g.vars {
-                    put(k, v, s);
-                }
-            }
-            for g in &groups {
-                for (k, (v, s)) in &g.file_vars {
-                    put(k, v, s);
-                }
-            }
-            for (k, (v, s)) in &self.hosts[h.as_str()] {
-                put(k, v, s);
-            }
             let group_names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+            let (names, layer) = shared
+                .entry(group_names)
+                .or_insert_with_key(|names| {
+                    let mut merged = Layer::new();
+                    for g in &groups {
+                        for (k, e) in &g.vars {
+                            merged.insert(k.clone(), e.clone());
+                        }
+                    }
+                    for g in &groups {
+                        for (k, e) in &g.file_vars {
+                            merged.insert(k.clone(), e.clone());
+                        }
+                    }
+                    (Arc::from(names.as_slice()), Arc::new(merged))
+                })
+                .clone();
+            let own = self.hosts.get(h.as_str()).cloned().unwrap_or_default();
             hosts.insert(
                 h.clone(),
                 Host {
                     name: h.clone(),
-                    vars,
-                    groups: group_names,
+                    vars: Vars::new(layer, own),
+                    groups: names,
                 },
             );
-            origins.insert(h.clone(), src);
         }
         // host_vars last: highest precedence.
         for (name, host) in hosts.iter_mut() {
             let file_vars = self.load_vars_for(&dir.join("host_vars"), name)?;
-            for (k, (v, s)) in file_vars {
-                host.vars.insert(k.clone(), v);
-                if let Some(o) = origins.get_mut(name) {
-                    o.insert(k, s);
-                }
+            if file_vars.is_empty() {
+                continue;
             }
-        }
-        let mut raw_vars = HashMap::new();
-        for host in hosts.values_mut() {
-            let raw = std::mem::take(&mut host.vars);
-            host.vars = raw
-                .iter()
-                .map(|(k, v)| (k.clone(), strip_unsafe(v)))
-                .collect();
-            raw_vars.insert(host.name.clone(), raw);
+            let Vars { groups, mut own } = std::mem::take(&mut host.vars);
+            for (k, e) in file_vars {
+                own.insert(k, e);
+            }
+            host.vars = Vars::new(groups, own);
         }
         Ok(Inventory {
             source: path.to_path_buf(),
-            raw_vars,
             hosts,
             groups: self.groups,
-            origins,
             texts: self.texts,
         })
     }

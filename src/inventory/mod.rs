@@ -19,6 +19,7 @@
 
 pub mod coerce;
 mod list;
+pub use list::{HostVarsJson, ListJson};
 mod load;
 mod pattern;
 pub mod range;
@@ -26,6 +27,7 @@ mod yaml11;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::{IndexMap, IndexSet};
 use yaml_serde::Value;
@@ -39,9 +41,125 @@ pub struct Host {
     /// Inventory name (`inventory_hostname`).
     pub name: String,
     /// Effective variables after precedence and `group_vars`/`host_vars`.
-    pub vars: IndexMap<String, Value>,
-    /// Every group the host belongs to, ancestors and `all` included, in merge order.
-    pub groups: Vec<String>,
+    pub vars: Vars,
+    /// Every group the host belongs to, ancestors and `all` included, in merge order (shared by
+    /// every host of the same groups).
+    pub groups: Arc<[String]>,
+}
+
+/// One variable as the inventory defined it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VarEntry {
+    /// The value templates and settings see (`!unsafe` tags removed).
+    pub value: Value,
+    /// The value as written, only when it carries `!unsafe` tags (for `--list`).
+    pub tagged: Option<Value>,
+    pub src: VarSource,
+}
+
+impl VarEntry {
+    pub(crate) fn new(raw: Value, src: VarSource) -> VarEntry {
+        if load::has_tag(&raw) {
+            VarEntry {
+                value: load::strip_unsafe(&raw),
+                tagged: Some(raw),
+                src,
+            }
+        } else {
+            VarEntry {
+                value: raw,
+                tagged: None,
+                src,
+            }
+        }
+    }
+}
+
+/// Variables in precedence order: a later insert of the same key replaces the value and keeps
+/// the key's first position, as Ansible's merge does.
+pub(crate) type Layer = IndexMap<String, VarEntry>;
+
+/// A host's effective variables.
+///
+/// Fleets put nearly every variable on groups, so the merged variables of a set of groups are
+/// built once and shared (`Arc`) by every host of exactly those groups; a host owns only what
+/// was written for it. A 10,000-host inventory thus holds one copy of its group variables per
+/// distinct group set, not one per host.
+#[derive(Debug, Clone, Default)]
+pub struct Vars {
+    groups: Arc<Layer>,
+    own: Layer,
+}
+
+impl Vars {
+    pub(crate) fn new(groups: Arc<Layer>, own: Layer) -> Vars {
+        Vars { groups, own }
+    }
+
+    fn entry(&self, key: &str) -> Option<&VarEntry> {
+        self.own.get(key).or_else(|| self.groups.get(key))
+    }
+
+    /// The effective value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.entry(key).map(|e| &e.value)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.entry(key).is_some()
+    }
+
+    /// Names of the effective variables, in definition order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries().map(|(k, _)| k)
+    }
+
+    /// Effective variables in definition order (group keys first, then the host's new keys).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries().map(|(k, e)| (k, &e.value))
+    }
+
+    /// Like [`Vars::iter`], with `!unsafe` tags kept.
+    pub(crate) fn iter_tagged(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries()
+            .map(|(k, e)| (k, e.tagged.as_ref().unwrap_or(&e.value)))
+    }
+
+    pub(crate) fn source(&self, key: &str) -> Option<&VarSource> {
+        self.entry(key).map(|e| &e.src)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&str, &VarEntry)> {
+        let shared = self
+            .groups
+            .iter()
+            .map(|(k, e)| (k.as_str(), self.own.get(k).unwrap_or(e)));
+        let own = self
+            .own
+            .iter()
+            .filter(|(k, _)| !self.groups.contains_key(k.as_str()))
+            .map(|(k, e)| (k.as_str(), e));
+        shared.chain(own)
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.len()
+            + self
+                .own
+                .keys()
+                .filter(|k| !self.groups.contains_key(k.as_str()))
+                .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl PartialEq for Vars {
+    fn eq(&self, other: &Vars) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
 }
 
 /// Errors while loading an inventory or evaluating a host pattern. Each names the file (and line
@@ -106,10 +224,11 @@ fn fmt_line(line: Option<usize>) -> String {
 /// Where one raw variable definition came from.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct VarSource {
-    pub file: PathBuf,
+    /// Shared by every variable of the file.
+    pub file: Arc<Path>,
     /// Name of the host or group under which the key was written in `file` (`None` for
     /// `group_vars`/`host_vars` files, whose keys are top level).
-    pub anchor: Option<String>,
+    pub anchor: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -120,9 +239,9 @@ pub(crate) struct Group {
     pub children: Vec<String>,
     pub parents: Vec<String>,
     /// Vars written in the inventory file.
-    pub vars: IndexMap<String, (Value, VarSource)>,
+    pub vars: Layer,
     /// Vars from `group_vars/`.
-    pub file_vars: IndexMap<String, (Value, VarSource)>,
+    pub file_vars: Layer,
     pub priority: i64,
     pub depth: usize,
 }
@@ -132,11 +251,7 @@ pub(crate) struct Group {
 pub struct Inventory {
     source: PathBuf,
     hosts: IndexMap<String, Host>,
-    /// Per host: effective vars with `!unsafe` tags kept (for `--list` output).
-    raw_vars: HashMap<String, IndexMap<String, Value>>,
     groups: IndexMap<String, Group>,
-    /// Per host: where each effective variable was defined.
-    origins: HashMap<String, IndexMap<String, VarSource>>,
     /// File contents, for best-effort line lookup.
     texts: HashMap<PathBuf, String>,
 }
@@ -186,15 +301,38 @@ impl Inventory {
 
     /// The inventory as `ansible-inventory -i FILE --list` prints it.
     pub fn to_list_json(&self) -> serde_json::Value {
-        list::to_list_json(self)
+        serde_json::to_value(self.list_json(&[], "")).unwrap_or_default()
+    }
+
+    /// The inventory as `ansible-inventory --list` prints it, to serialize while writing (memory
+    /// stays flat whatever the fleet size); variables named in `masked` print as `mask`.
+    pub fn list_json<'a>(&'a self, masked: &'a [&'a str], mask: &'a str) -> ListJson<'a> {
+        ListJson {
+            inv: self,
+            masked,
+            mask,
+        }
+    }
+
+    /// One host's variables as `ansible-inventory --host NAME` prints them; `None` for an
+    /// unknown host.
+    pub fn host_vars_json<'a>(
+        &'a self,
+        host: &str,
+        masked: &'a [&'a str],
+        mask: &'a str,
+    ) -> Option<HostVarsJson<'a>> {
+        self.hosts
+            .get(host)
+            .map(|host| HostVarsJson { host, masked, mask })
     }
 
     /// File and (best effort) line where `host`'s effective value of `var` was defined. For an
     /// unknown host or variable, the inventory file without a line.
     pub fn origin(&self, host: &str, var: &str) -> Origin {
-        match self.origins.get(host).and_then(|m| m.get(var)) {
+        match self.host(host).and_then(|h| h.vars.source(var)) {
             Some(src) => Origin {
-                file: src.file.clone(),
+                file: src.file.to_path_buf(),
                 line: self.find_line(src, var),
             },
             None => Origin {
@@ -205,7 +343,7 @@ impl Inventory {
     }
 
     pub(crate) fn find_line(&self, src: &VarSource, key: &str) -> Option<usize> {
-        let text = self.texts.get(&src.file)?;
+        let text = self.texts.get(&*src.file)?;
         load::find_key_line(text, src.anchor.as_deref(), key)
     }
 
@@ -230,7 +368,7 @@ impl Inventory {
     /// Like [`Inventory::target`], but a connection variable of the wrong type is an error
     /// `(variable, message)`.
     pub fn try_target(&self, host: &str) -> Result<Target, (String, String)> {
-        let empty = IndexMap::new();
+        let empty = Vars::default();
         let vars = self.host(host).map_or(&empty, |h| &h.vars);
         let get = |names: &[&'static str]| -> Option<(&'static str, &Value)> {
             names.iter().find_map(|n| vars.get(*n).map(|v| (*n, v)))
@@ -291,5 +429,33 @@ impl Inventory {
             become_,
             ssh_common_args,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_the_same_groups_share_one_copy_of_their_group_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.yaml");
+        std::fs::write(
+            &path,
+            "all:\n  vars:\n    x: [1, 2, 3]\n  children:\n    r1:\n      hosts:\n        a[1:3]:\n    r2:\n      hosts:\n        b1:\n          own: 1\n",
+        )
+        .unwrap();
+        let inv = Inventory::load(&path).unwrap();
+        let shared = |h: &str| inv.host(h).unwrap().vars.groups.clone();
+        assert!(Arc::ptr_eq(&shared("a1"), &shared("a3")));
+        assert!(Arc::ptr_eq(
+            &inv.host("a1").unwrap().groups,
+            &inv.host("a2").unwrap().groups
+        ));
+        // Other groups, other map.
+        assert!(!Arc::ptr_eq(&shared("a1"), &shared("b1")));
+        // A host's own variables stay its own.
+        assert!(inv.host("a1").unwrap().vars.own.is_empty());
+        assert_eq!(inv.host("b1").unwrap().vars.own.len(), 1);
     }
 }

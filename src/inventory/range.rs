@@ -72,9 +72,10 @@ pub fn expand(name: &str) -> Result<Vec<String>, String> {
         } else {
             0
         };
-        if (e - b) / step as u64 >= MAX_EXPANSION as u64 {
+        let count = ((e - b) / step as u64).saturating_add(1);
+        if count > MAX_EXPANSION as u64 {
             return Err(format!(
-                "host range [{inner}] in {name:?} gives more than {MAX_EXPANSION} hosts"
+                "host range [{inner}] in {name:?} gives {count} hosts, more than the {MAX_EXPANSION} one range may give"
             ));
         }
         (b..=e)
@@ -83,9 +84,10 @@ pub fn expand(name: &str) -> Result<Vec<String>, String> {
             .collect()
     };
     let tails = expand(tail)?;
-    if seq.len().saturating_mul(tails.len()) > MAX_EXPANSION {
+    let count = seq.len().saturating_mul(tails.len());
+    if count > MAX_EXPANSION {
         return Err(format!(
-            "host range in {name:?} gives more than {MAX_EXPANSION} hosts"
+            "host range in {name:?} gives {count} hosts, more than the {MAX_EXPANSION} one range may give"
         ));
     }
     let mut out = Vec::with_capacity(seq.len() * tails.len());
