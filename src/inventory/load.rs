@@ -16,6 +16,9 @@ use super::{
 /// line instead of exhausting memory.
 pub const MAX_HOSTS: usize = 100_000;
 
+/// What hosts of one group list share: the list itself and their merged group variables.
+type SharedGroups = (Arc<[String]>, Arc<Layer>);
+
 /// Extensions `group_vars`/`host_vars` files may have (Ansible's `yaml_valid_extensions` + none).
 const VARS_EXTENSIONS: [&str; 4] = ["", ".yml", ".yaml", ".json"];
 
@@ -584,7 +587,7 @@ impl Builder {
         self.groups["all"].hosts.clear();
         // Hosts of the same groups share one merged map of their group variables (see
         // `Vars`); `shared` holds it per group list.
-        let mut shared: HashMap<Vec<String>, (Arc<[String]>, Arc<Layer>)> = HashMap::new();
+        let mut shared: HashMap<Vec<String>, SharedGroups> = HashMap::new();
         let mut hosts = IndexMap::new();
         let host_names: Vec<String> = self.hosts.keys().cloned().collect();
         for h in host_names {

@@ -371,7 +371,7 @@ impl Inventory {
         let empty = Vars::default();
         let vars = self.host(host).map_or(&empty, |h| &h.vars);
         let get = |names: &[&'static str]| -> Option<(&'static str, &Value)> {
-            names.iter().find_map(|n| vars.get(*n).map(|v| (*n, v)))
+            names.iter().find_map(|n| vars.get(n).map(|v| (*n, v)))
         };
         let string = |names: &[&'static str]| -> Result<Option<String>, (String, String)> {
             match get(names) {
