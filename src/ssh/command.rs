@@ -141,13 +141,48 @@ mod tests {
         assert!(line.ends_with(" sh 5 id"), "{line}");
     }
 
+    /// Whether `pid` is still a live process (a zombie waiting for its reaper counts as dead).
+    fn alive(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => false,
+            Ok(stat) => {
+                let state = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().next());
+                !matches!(state, Some("Z") | Some("X"))
+            }
+        }
+    }
+
     #[test]
     fn local_timeout_wrapper_kills_the_process_group() {
-        let out = run_line(
-            &remote_line("sleep 30 & wait", Duration::from_secs(1), false),
-            b"",
+        // The script's background child must die with it, not linger after the step "ended".
+        // Its output goes elsewhere, so only the kill (not our pipe) can end it.
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("child.pid");
+        let script = format!(
+            "sleep 300 >/dev/null 2>&1 & echo $! > {}; wait",
+            super::super::shell::single_quote(pidfile.to_str().unwrap())
         );
+        let out = run_line(&remote_line(&script, Duration::from_secs(1), false), b"");
         assert_eq!(out.status.code(), Some(124));
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Termination follows the signal asynchronously: give the kernel a bounded moment.
+        let mut waited = 0;
+        while alive(pid) && waited < 100 {
+            std::thread::sleep(Duration::from_millis(100));
+            waited += 1;
+        }
+        let lingering = alive(pid);
+        if lingering {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        assert!(!lingering, "background child {pid} outlived the timeout");
     }
 
     #[test]
