@@ -86,6 +86,22 @@ fn host_recap(recap: &serde_json::Value, host: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{host} not in recap: {recap}"))
 }
 
+/// Everything apply manages on a host, as text: every file, directory and link under the
+/// managed trees with owner, group, mode, mtime (ns), size and content hash, the netdump account
+/// and its password hash, and the live sysrq value.
+fn state_snapshot(h: &support::nshost::NsHost) -> String {
+    h.exec_ok(
+        "for d in /etc/sysconfig /etc/ssh /etc/sysctl.d /etc/systemd/system /etc/modprobe.d \
+                 /etc/default /var/crash /usr/local/sbin; do \
+           [ -e \"$d\" ] && find \"$d\" -xdev \\( -type f -o -type d -o -type l \\) \
+             -printf '%p %U:%G %m %T@ %s %l\\n'; \
+         done | sort; \
+         find /etc/sysconfig /etc/ssh /etc/sysctl.d /var/crash /usr/local/sbin -xdev -type f \
+           -exec sha256sum {} + 2>/dev/null | sort; \
+         getent passwd netdump; grep '^netdump:' /etc/shadow; cat /proc/sys/kernel/sysrq",
+    )
+}
+
 fn setup() -> Option<(Fleet, tempfile::TempDir, std::path::PathBuf)> {
     if !require_root_tools() {
         return None;
@@ -196,7 +212,10 @@ fn apply_configures_server_and_clients_then_is_idempotent() {
         std::fs::read(env!("CARGO_BIN_EXE_provision")).unwrap()
     );
 
-    // Second run: nothing to do.
+    // Second run: nothing to do, by its own recap and by the hosts' state (contents, owners,
+    // modes, mtimes, users, live sysctl), so a step that rewrites a file with the same bytes or
+    // "fixes" a mode back and forth cannot hide behind a recap of 0.
+    let before: Vec<String> = fleet.hosts().iter().map(state_snapshot).collect();
     let second = provision(&fleet, &inv, &["--output", "json"]);
     assert_eq!(second.status.code(), Some(0), "{}", show(&second));
     let r = recap(&second);
@@ -207,6 +226,22 @@ fn apply_configures_server_and_clients_then_is_idempotent() {
         show(&second)
     );
     assert!(total(&r, "ok") > 10);
+    for (h, was) in fleet.hosts().iter().zip(&before) {
+        let now = state_snapshot(h);
+        let gone: Vec<&str> = was
+            .lines()
+            .filter(|l| !now.lines().any(|n| n == *l))
+            .collect();
+        let new: Vec<&str> = now
+            .lines()
+            .filter(|l| !was.lines().any(|w| w == *l))
+            .collect();
+        assert!(
+            gone.is_empty() && new.is_empty(),
+            "second apply touched {} although it reported no change:\nbefore: {gone:#?}\nafter: {new:#?}",
+            h.name
+        );
+    }
 
     // A client key added by hand is kept; a stale managed line is removed.
     srv.exec_ok("echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHandAddedKeyHandAddedKeyHandAddedKey0 admin@desk' >> /var/crash/.ssh/authorized_keys2");
