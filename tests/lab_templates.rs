@@ -2,25 +2,17 @@
 //! into files the distributions' tools accept: the Debian file is valid POSIX sh that yields the
 //! intended variables when sourced, the RHEL file has exactly the intended directives.
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use netdump_provision::templates::Templates;
+
+/// Renders with the product's own template set (embedded templates, strict undefined, trailing
+/// newline kept), exactly as the roles do.
 fn render(name: &str, ctx: minijinja::Value) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("templates")
-        .join(name);
-    let src = std::fs::read_to_string(&path).unwrap();
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    // Config files end with a newline; the product renderer keeps it too.
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .keep_trailing_newline(true)
-            .build()
-            .unwrap(),
-    );
-    env.add_template(name, &src).unwrap();
-    env.get_template(name).unwrap().render(ctx).unwrap()
+    Templates::new(None)
+        .expect("embedded templates")
+        .render(name, ctx)
+        .unwrap_or_else(|e| panic!("render {name}: {e}"))
 }
 
 /// Sources the rendered file with /bin/sh (as kdump-config does) and prints the variables.

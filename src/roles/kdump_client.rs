@@ -285,6 +285,12 @@ mod tests {
     }
 
     fn golden(name: &str, text: &str) {
+        // Config files end with a newline (line-oriented parsers drop or join a last line
+        // without one); UPDATE_GOLDEN must not be able to bless a file that does not.
+        assert!(
+            text.ends_with('\n'),
+            "{name} does not end with a newline: {text:?}"
+        );
         let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, text).unwrap();
