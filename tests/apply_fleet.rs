@@ -496,3 +496,105 @@ fn broken_inventory_exits_1_naming_file_and_line() {
         show(&out)
     );
 }
+
+/// The kdump client role on namespace hosts: everything but what needs a kernel (the capture
+/// kernel, netconsole's module, the crash itself stay in the VM lab tests). Its files, its key
+/// pair, the server's host keys pinned for the capture environment, the key line on the server;
+/// and a second run changes nothing.
+#[test]
+fn kdump_clients_get_their_files_keys_and_known_hosts() {
+    let Some((fleet, dir, _)) = setup() else {
+        return;
+    };
+    let inv = dir.path().join("kdump.yaml");
+    let text = inventory(&fleet, "").replace(
+        "netdump_client_flavor: netdump\n        netdump_netlogaddr: NONE\n",
+        "netdump_client_flavor: kdump\n",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let first = provision(&fleet, &inv, &["--output", "json"]);
+    assert_eq!(first.status.code(), Some(0), "{}", show(&first));
+    let srv = fleet.host("srv");
+    let srv_addr = srv.address.to_string();
+    let srv_mac = srv
+        .exec_ok("cat /sys/class/net/eth0/address")
+        .trim()
+        .to_string();
+    let server_keys: Vec<String> = srv
+        .exec_ok("for f in /etc/ssh/ssh_host_*_key.pub; do cut -d' ' -f1,2 \"$f\"; done")
+        .lines()
+        .map(|k| format!("{srv_addr} {k}"))
+        .collect();
+    assert!(!server_keys.is_empty());
+    let ak = String::from_utf8(srv.read_file("/var/crash/.ssh/authorized_keys2").unwrap()).unwrap();
+    for c in ["c1", "c2", "c3"] {
+        let h = fleet.host(c);
+        let addr = h.address.to_string();
+        // kdump-tools reads its configuration with /bin/sh: what it sees is what counts.
+        let vars = h.exec_ok(
+            ". /etc/default/kdump-tools; printf '%s\\n' \"$SSH\" \"$SSH_KEY\" \"$KDUMP_COREDIR\" \"$MAKEDUMP_ARGS\" \"$USE_KDUMP\"",
+        );
+        let vars: Vec<&str> = vars.lines().collect();
+        assert_eq!(vars[0], format!("netdump@{srv_addr}"), "{c}");
+        assert_eq!(vars[1], "/root/.ssh/netdump_kdump_id_ed25519", "{c}");
+        assert_eq!(vars[2], "/var/crash", "{c}");
+        assert!(
+            vars[3].split_whitespace().any(|w| w == "-F"),
+            "{c}: {vars:?}"
+        );
+        assert_eq!(vars[4], "1", "{c}");
+        // The key pair: private 0600, its public half on the server, bound to the address.
+        assert_eq!(
+            h.stat("/root/.ssh/netdump_kdump_id_ed25519")
+                .map(|s| s.2 & 0o777),
+            Some(0o600),
+            "{c}"
+        );
+        let public = h.exec_ok("cut -d' ' -f1,2 /root/.ssh/netdump_kdump_id_ed25519.pub");
+        let line = ak
+            .lines()
+            .find(|l| l.ends_with(&format!(" netdump-provision:{c}")))
+            .unwrap_or_else(|| panic!("no key line for {c} in {ak}"));
+        assert!(line.contains(public.trim()), "{c}: {line}");
+        assert!(line.contains(&format!("from=\"{addr}\"")), "{c}: {line}");
+        assert!(line.starts_with("restrict"), "{c}: {line}");
+        // The server's host keys pinned where the capture environment's ssh looks.
+        let kh = String::from_utf8(h.read_file("/etc/ssh/ssh_known_hosts").unwrap()).unwrap();
+        for k in &server_keys {
+            assert!(kh.lines().any(|l| l == k), "{c}: {k} not pinned in {kh}");
+        }
+        // netconsole to the server's port, from this host's address, to the server's MAC.
+        let modprobe = String::from_utf8(
+            h.read_file("/etc/modprobe.d/netdump-provision-netconsole.conf")
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            modprobe.contains(&format!(
+                "netconsole=+6665@{addr}/eth0,6666@{srv_addr}/{srv_mac}"
+            )),
+            "{c}: {modprobe}"
+        );
+        assert_eq!(h.exec_ok("cat /proc/sys/kernel/sysrq").trim(), "1", "{c}");
+        // The ssh path as the capture environment uses it: this key, the pinned host keys,
+        // strict checking, no prompt; kdump-tools' first step is a mkdir of its directory.
+        let out = h.exec(&format!(
+            "ssh -i /root/.ssh/netdump_kdump_id_ed25519 -o BatchMode=yes \
+               -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/ssh/ssh_known_hosts \
+               -o IdentitiesOnly=yes netdump@{srv_addr} mkdir -p /var/crash/{addr}-202612020600"
+        ));
+        assert!(
+            out.status.success(),
+            "{c}: kdump's ssh path failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let before: Vec<String> = fleet.hosts().iter().map(state_snapshot).collect();
+    let second = provision(&fleet, &inv, &["--output", "json"]);
+    assert_eq!(second.status.code(), Some(0), "{}", show(&second));
+    assert_eq!(total(&recap(&second), "changed"), 0, "{}", show(&second));
+    for (h, was) in fleet.hosts().iter().zip(&before) {
+        assert_eq!(&state_snapshot(h), was, "second apply touched {}", h.name);
+    }
+}

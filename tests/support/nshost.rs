@@ -1081,6 +1081,10 @@ hostname {name}
 echo "127.0.1.1 {name}" >> /etc/hosts
 [ -f "$D/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C '' -f "$D/ssh_host_ed25519_key"
 [ -f "$D/ssh_host_rsa_key" ] || ssh-keygen -q -t rsa -b {rsa_bits} -N '' -C '' -f "$D/ssh_host_rsa_key"
+# /etc/ssh (a private overlay) shows the keys this host's sshd serves, as on a real host: facts
+# read them there and clients pin them, so they must not be the machine's own.
+rm -f /etc/ssh/ssh_host_*
+cp -p "$D"/ssh_host_*_key "$D"/ssh_host_*_key.pub /etc/ssh/
 # Daemon mode: sshd binds its socket before it forks, so the host is reachable when this returns.
 /usr/sbin/sshd -f "$D/sshd_config" -E "$D/sshd.log"
 # One small write: the harness never reads a partial pid.
