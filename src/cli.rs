@@ -51,6 +51,9 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// A throwaway qemu lab fleet (server + clients) for demos and end-to-end tests.
     Lab(crate::lab::LabArgs),
+    /// The dump server's forced command for client keys (run by sshd, not by hand).
+    #[command(hide = true)]
+    DumpSink(crate::sink::SinkArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -376,6 +379,12 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // The sink runs once per ssh login: no async runtime, no log subscriber on the client's
+    // stderr.
+    let command = match cli.command {
+        Command::DumpSink(a) => return crate::sink::run(a),
+        c => c,
+    };
     init_tracing(cli.verbose, false);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -388,7 +397,8 @@ pub fn main() -> i32 {
         }
     };
     let result = rt.block_on(async move {
-        match cli.command {
+        match command {
+            Command::DumpSink(_) => unreachable!("handled before the runtime starts"),
             Command::Apply(a) => run_apply(a, cli.verbose).await,
             Command::TestCrash(a) => crate::crashtest::run(a, cli.verbose).await,
             Command::Receiver(a) => crate::receiver::run(a).await.map(|_| exit::OK),

@@ -16,5 +16,6 @@ pub mod resources;
 pub mod roles;
 pub mod secret;
 pub mod settings;
+pub mod sink;
 pub mod ssh;
 pub mod templates;
