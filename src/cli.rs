@@ -239,10 +239,8 @@ async fn run_apply(args: ApplyArgs, verbose: u8) -> Result<i32> {
             return Ok(exit::USAGE);
         }
     };
-    let needs_binary = fleet
-        .servers
-        .values()
-        .any(|s| s.receiver == settings::ReceiverMode::Embedded && selected.contains(&s.host));
+    // Every server gets this program as its dump sink (and, when embedded, its receiver).
+    let needs_binary = fleet.servers.values().any(|s| selected.contains(&s.host));
     let receiver_binary = if needs_binary {
         let p = match &args.receiver_binary {
             Some(p) => p.clone(),
@@ -367,6 +365,17 @@ fn init_tracing(verbose: u8, json: bool) {
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
+    // As netdump's login shell, sshd runs us as `<shell> -c <forced command>`.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 3 && argv[1] == "-c" {
+        return crate::sink::login_shell(&argv[2].to_string_lossy());
+    }
+    if argv
+        .first()
+        .is_some_and(|a| a.to_string_lossy().starts_with('-'))
+    {
+        return crate::sink::login_shell("");
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

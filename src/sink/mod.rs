@@ -221,3 +221,64 @@ pub fn client(name: &str, ip: std::net::IpAddr) -> Client {
         ip,
     }
 }
+
+/// netdump's login shell: sshd runs `<shell> -c <command>`. Only a forced command (then sshd
+/// sets `SSH_ORIGINAL_COMMAND` to what the client asked for) that runs this program's
+/// `dump-sink` is carried out; the command string comes from root's sshd configuration or key
+/// line. Anything else — an interactive login, a client's own command — is refused.
+pub fn login_shell(command: &str) -> i32 {
+    if std::env::var_os("SSH_ORIGINAL_COMMAND").is_none() {
+        say(
+            "refused: this account only accepts crash dumps (no shell, no command without the dump sink)",
+        );
+        return REFUSED;
+    }
+    match parse_forced(command) {
+        Some(args) => run(args),
+        None => {
+            say(
+                "refused: the forced command is not the dump sink; check the sshd drop-in and the key lines (provision apply)",
+            );
+            REFUSED
+        }
+    }
+}
+
+/// Parses a forced command line `<path>/netdump-provision dump-sink ARGS...` (plain words).
+pub fn parse_forced(command: &str) -> Option<SinkArgs> {
+    #[derive(clap::Parser)]
+    struct P {
+        #[command(flatten)]
+        a: SinkArgs,
+    }
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words.as_slice() {
+        [prog, "dump-sink", rest @ ..] if prog.starts_with('/') => {
+            use clap::Parser;
+            P::try_parse_from(std::iter::once("dump-sink").chain(rest.iter().copied()))
+                .ok()
+                .map(|p| p.a)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forced_command_lines() {
+        let a = parse_forced("/usr/local/sbin/netdump-provision dump-sink --dump-dir /srv/d --min-free 5 --keep-dumps 2 --max-total 0 --client c1 --ip 198.18.0.11").unwrap();
+        assert_eq!(a.dump_dir, "/srv/d");
+        assert_eq!((a.min_free, a.keep_dumps), (5, 2));
+        assert_eq!(a.client.as_deref(), Some("c1"));
+        assert!(parse_forced("id").is_none());
+        assert!(parse_forced("/bin/sh -c id").is_none());
+        assert!(
+            parse_forced("/x dump-sink --client c1").is_none(),
+            "--client needs --ip"
+        );
+        assert!(parse_forced("/x dump-sink --evil").is_none());
+    }
+}
