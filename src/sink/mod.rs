@@ -110,7 +110,18 @@ pub fn run(args: SinkArgs) -> i32 {
     };
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    match serve(&store, req, &mut stdin.lock(), &mut stdout.lock()) {
+    let result =
+        match req {
+            // A dump stream: straight from sshd's pipe into the file.
+            Request::WriteStdin { path } => loc(&store, &path)
+                .and_then(|l| store.create(&l))
+                .and_then(|mut f| {
+                    use std::os::fd::AsFd;
+                    store.receive_fd(&mut f, stdin.as_fd()).map(|_| ())
+                }),
+            req => serve(&store, req, &mut stdin.lock(), &mut stdout.lock()),
+        };
+    match result {
         Ok(()) => 0,
         Err(StoreError::Refused(m)) => refuse(&m),
         Err(e) => {

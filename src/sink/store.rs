@@ -631,6 +631,61 @@ impl Store {
         })
     }
 
+    /// Copies a file descriptor (the session's stdin) into an open file until end of input.
+    /// From a pipe — what sshd gives a command — the kernel moves the pages (splice), so the
+    /// sink adds no copy to a dump; anything else takes the read/write path.
+    pub fn receive_fd(&self, f: &mut OpenFile, input: std::os::fd::BorrowedFd<'_>) -> Result<u64> {
+        let is_pipe = rustix::fs::fstat(input)
+            .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Fifo)
+            .unwrap_or(false);
+        if !is_pipe {
+            let mut file = std::fs::File::from(input.try_clone_to_owned().map_err(|source| {
+                StoreError::Io {
+                    what: "stdin".into(),
+                    source,
+                }
+            })?);
+            return self.receive(f, &mut file, None);
+        }
+        let mut total = 0u64;
+        loop {
+            match rustix::pipe::splice(
+                input,
+                None,
+                &f.file,
+                None,
+                1 << 20,
+                rustix::pipe::SpliceFlags::MOVE | rustix::pipe::SpliceFlags::MORE,
+            ) {
+                Ok(0) => return Ok(total),
+                Ok(n) => total += n as u64,
+                Err(Errno::INTR) => continue,
+                // A filesystem without splice support: carry on the ordinary way.
+                Err(Errno::INVAL) if total == 0 => {
+                    let mut file =
+                        std::fs::File::from(input.try_clone_to_owned().map_err(|source| {
+                            StoreError::Io {
+                                what: "stdin".into(),
+                                source,
+                            }
+                        })?);
+                    return self.receive(f, &mut file, None);
+                }
+                Err(e) => {
+                    let source = std::io::Error::from(e);
+                    self.event(
+                        SinkEvent::new("dump_failed", &self.client, &self.path_of(&f.dir))
+                            .with_detail(format!("{}: {source} after {total} bytes", f.name)),
+                    );
+                    return Err(StoreError::Io {
+                        what: format!("{}/{}", f.dir, f.name),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
     /// Copies `input` into an open file; a failure is a failed dump (event).
     pub fn receive(
         &self,
@@ -772,6 +827,30 @@ mod tests {
             "{ev}"
         );
         assert!(ev.contains("dump.202612020425"), "{ev}");
+    }
+
+    #[test]
+    fn a_pipe_is_spliced_into_the_file() {
+        use std::io::Write as _;
+        use std::os::fd::AsFd;
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path(), NO_LIMITS);
+        let d = "198.18.0.11-7";
+        s.mkdir(&Loc::Dir(d.into())).unwrap();
+        let mut f = s.create(&file(d, "dump-incomplete")).unwrap();
+        let (r, w) = rustix::pipe::pipe().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let data = data.clone();
+            std::thread::spawn(move || std::fs::File::from(w).write_all(&data).unwrap())
+        };
+        let n = s.receive_fd(&mut f, r.as_fd()).unwrap();
+        writer.join().unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(
+            std::fs::read(t.path().join(d).join("dump-incomplete")).unwrap(),
+            data
+        );
     }
 
     #[test]
