@@ -410,3 +410,64 @@ fn clients_dump_through_the_sink_and_nothing_else() {
         "{err}"
     );
 }
+
+/// A server set up the old way (netdump with a shell, owning `.ssh` and its key list, key lines
+/// without a forced command, a hand-added key) converges on the next apply, and the hand-added
+/// line is kept and reported.
+#[test]
+fn an_old_server_converges_and_unmanaged_keys_are_reported() {
+    if !require_root_tools() {
+        return;
+    }
+    let fleet = Fleet::start(&["srv", "a", "b"]);
+    let srv = fleet.host("srv");
+    srv.exec_ok(
+        "useradd -r -U -d /var/crash -s /bin/bash netdump; \
+         mkdir -p /var/crash/.ssh /var/crash/magic && \
+         echo 'restrict,from=\"198.18.255.1\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOldOldOldOldOldOldOldOldOldOldOldOldOldOld netdump-provision:a' > /var/crash/.ssh/authorized_keys2 && \
+         echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHandAddedKeyHandAddedKeyHandAddedKey0 admin@desk' >> /var/crash/.ssh/authorized_keys2 && \
+         chown -R netdump:netdump /var/crash && chmod 0700 /var/crash /var/crash/.ssh && chmod 0600 /var/crash/.ssh/authorized_keys2",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    std::fs::write(&inv, inventory(&fleet, "")).unwrap();
+    let out = apply(&fleet, &inv);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let passwd = srv.exec_ok("getent passwd netdump");
+    assert!(
+        passwd
+            .trim()
+            .ends_with(":/usr/local/sbin/netdump-provision"),
+        "{passwd}"
+    );
+    let (u, _, m) = srv.stat("/var/crash/.ssh").unwrap();
+    assert_eq!((u, m & 0o7777), (0, 0o750));
+    let (u, _, m) = srv.stat("/var/crash/.ssh/authorized_keys2").unwrap();
+    assert_eq!((u, m & 0o7777), (0, 0o640));
+    let keys =
+        String::from_utf8(srv.read_file("/var/crash/.ssh/authorized_keys2").unwrap()).unwrap();
+    assert!(keys.contains("admin@desk"), "{keys}");
+    assert!(!keys.contains("OldOld"), "{keys}");
+    for l in keys.lines().filter(|l| l.contains("netdump-provision:")) {
+        assert!(
+            l.contains(",command=\"/usr/local/sbin/netdump-provision dump-sink "),
+            "{l}"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not managed by provision"),
+        "the hand-added key is reported: {}",
+        show(&out)
+    );
+    // Converged: a second run changes nothing.
+    let again = apply(&fleet, &inv);
+    assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+    let recap = String::from_utf8_lossy(&again.stdout).into_owned();
+    let lines: Vec<&str> = recap.lines().filter(|l| l.contains(" ok=")).collect();
+    assert_eq!(lines.len(), 3, "{}", show(&again));
+    assert!(
+        lines.iter().all(|l| l.contains("changed=0 ")),
+        "{}",
+        show(&again)
+    );
+}
