@@ -51,6 +51,9 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// A throwaway qemu lab fleet (server + clients) for demos and end-to-end tests.
     Lab(crate::lab::LabArgs),
+    /// The dump server's forced command for client keys (run by sshd, not by hand).
+    #[command(hide = true)]
+    DumpSink(crate::sink::SinkArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -236,10 +239,8 @@ async fn run_apply(args: ApplyArgs, verbose: u8) -> Result<i32> {
             return Ok(exit::USAGE);
         }
     };
-    let needs_binary = fleet
-        .servers
-        .values()
-        .any(|s| s.receiver == settings::ReceiverMode::Embedded && selected.contains(&s.host));
+    // Every server gets this program as its dump sink (and, when embedded, its receiver).
+    let needs_binary = fleet.servers.values().any(|s| selected.contains(&s.host));
     let receiver_binary = if needs_binary {
         let p = match &args.receiver_binary {
             Some(p) => p.clone(),
@@ -347,6 +348,17 @@ fn init_tracing(verbose: u8, json: bool) {
 
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
+    // As netdump's login shell, sshd runs us as `<shell> -c <forced command>`.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 3 && argv[1] == "-c" {
+        return crate::sink::login_shell(&argv[2].to_string_lossy());
+    }
+    if argv
+        .first()
+        .is_some_and(|a| a.to_string_lossy().starts_with('-'))
+    {
+        return crate::sink::login_shell("");
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -358,6 +370,12 @@ pub fn main() -> i32 {
             let _ = e.print();
             return code;
         }
+    };
+    // The sink runs once per ssh login: no async runtime, no log subscriber on the client's
+    // stderr.
+    let command = match cli.command {
+        Command::DumpSink(a) => return crate::sink::run(a),
+        c => c,
     };
     init_tracing(cli.verbose, false);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -371,7 +389,8 @@ pub fn main() -> i32 {
         }
     };
     let result = rt.block_on(async move {
-        match cli.command {
+        match command {
+            Command::DumpSink(_) => unreachable!("handled before the runtime starts"),
             Command::Apply(a) => run_apply(a, cli.verbose).await,
             Command::TestCrash(a) => crate::crashtest::run(a, cli.verbose).await,
             Command::Receiver(a) => crate::receiver::run(a).await.map(|_| exit::OK),

@@ -314,6 +314,12 @@ async fn run_phases(ctx: &Ctx, rec: &mut Recorder) -> Result<(String, DumpFormat
                 .as_ref()
                 .and_then(|r| r.src.clone())
                 .ok_or_else(|| format!("{host}: no route to the server {}", ctx.client.server_address))?;
+            // A value the client reported: it must be an address before it names anything on
+            // the server (and it is quoted in every script anyway).
+            let ip = ip
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| format!("{host}: the client reports source address {ip:?}, which is not an IP address"))?
+                .to_string();
             let space = sh(&server, "server space", format!("df -Pk {} | awk 'NR==2 {{print $4}}'", sh_quote(&dump_dir))).await?;
             let free_kb: u64 = space.trim().parse().unwrap_or(0);
             if free_kb < 256 * 1024 {
@@ -437,9 +443,8 @@ async fn run_phases(ctx: &Ctx, rec: &mut Recorder) -> Result<(String, DumpFormat
                 &server,
                 "console log",
                 format!(
-                    "cat {}/console/{}.log 2>/dev/null; true",
-                    sh_quote(&dump_dir),
-                    ip
+                    "cat {} 2>/dev/null; true",
+                    sh_quote(&format!("{dump_dir}/console/{ip}.log"))
                 ),
             )
             .await?;
@@ -448,10 +453,17 @@ async fn run_phases(ctx: &Ctx, rec: &mut Recorder) -> Result<(String, DumpFormat
             } else {
                 "console log lacks the panic"
             };
+            // One crash, one directory: the sink puts kdump's files into the receiver's crash
+            // record when there is one (docs/server-layout.md).
+            let record = if files.iter().any(|f| f.name == "log") && log.name != "log" {
+                "; the console crash record is in the same directory"
+            } else {
+                ""
+            };
             Ok((
                 format,
                 format!(
-                    "{format:?}, {} bytes; {} has the crash line; {console_note}",
+                    "{format:?}, {} bytes; {} has the crash line; {console_note}{record}",
                     dump.size, log.name
                 ),
             ))
@@ -700,6 +712,13 @@ mod tests {
         let netdump = [f("vmcore", 1 << 30), f("log", 10)];
         assert_eq!(complete_dump(&netdump).unwrap().0.name, "vmcore");
         assert!(complete_dump(&[f("vmcore-incomplete", 5), f("log", 1)]).is_none());
+        // kdump files joined into the receiver's crash record directory.
+        let merged = [f("dmesg.1", 2), f("dump.1", 5), f("log", 1)];
+        let (d, l) = complete_dump(&merged).unwrap();
+        assert_eq!(
+            (d.name.as_str(), l.unwrap().name.as_str()),
+            ("dump.1", "dmesg.1")
+        );
         assert!(complete_dump(&[f("dump-incomplete", 5), f("dmesg.1", 1)]).is_none());
         assert!(
             complete_dump(&[f("vmcore.flat", 5), f("vmcore-dmesg-incomplete.txt", 1)]).is_none()

@@ -16,6 +16,7 @@ pub mod resources;
 pub mod roles;
 pub mod secret;
 pub mod settings;
+pub mod sink;
 pub mod ssh;
 pub mod templates;
 #[doc(hidden)]

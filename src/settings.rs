@@ -84,6 +84,13 @@ pub struct ServerSettings {
     pub secure: bool,
     /// `netdump_space_check` (true).
     pub space_check: bool,
+    /// `netdump_min_free` (256 MiB): the dump sink refuses a new dump below this many free
+    /// bytes in the dump directory.
+    pub min_free: u64,
+    /// `netdump_keep_dumps` (5): dumps kept per client by the sink (0 = no limit).
+    pub keep_dumps: u32,
+    /// `netdump_max_total` (0 = no limit): bytes of dumps kept in the whole dump directory.
+    pub max_total: u64,
     /// `netdump_legacy_key_types` (auto = true when any of its clients is a netdump client):
     /// add an sshd `Match User netdump` block accepting ssh-dss / ssh-rsa (SHA-1) keys.
     pub legacy_key_types: bool,
@@ -196,6 +203,10 @@ pub const CLIENT_GROUP: &str = "netdump_clients";
 pub const DEFAULT_PORT: u16 = 6666;
 pub const DEFAULT_DUMP_DIR: &str = "/var/crash";
 pub const DEFAULT_CONCURRENT_DUMPS: u32 = 4;
+/// `netdump_min_free`: what test-crash's preflight asks for too.
+pub const DEFAULT_MIN_FREE: u64 = 256 << 20;
+/// `netdump_keep_dumps`: enough history for a lab server.
+pub const DEFAULT_KEEP_DUMPS: u32 = 5;
 pub const DEFAULT_UID: u32 = 34;
 pub const DEFAULT_SYSRQ: u32 = 1;
 pub const DEFAULT_CORE_COLLECTOR: &str = "makedumpfile -F -l --message-level 7 -d 31";
@@ -307,6 +318,27 @@ const VARS: &[(&str, Kind)] = &[
     ("netdump_concurrent_dumps", Kind::Uint { min: 1, max: 1024 }),
     ("netdump_secure", Kind::Bool),
     ("netdump_space_check", Kind::Bool),
+    (
+        "netdump_min_free",
+        Kind::Uint {
+            min: 0,
+            max: u64::MAX,
+        },
+    ),
+    (
+        "netdump_keep_dumps",
+        Kind::Uint {
+            min: 0,
+            max: 100_000,
+        },
+    ),
+    (
+        "netdump_max_total",
+        Kind::Uint {
+            min: 0,
+            max: u64::MAX,
+        },
+    ),
     ("netdump_legacy_key_types", Kind::BoolOrAuto),
     (
         "netdump_key_type",
@@ -684,6 +716,9 @@ pub fn resolve(inv: &Inventory, password: PasswordInput) -> Result<FleetSettings
             concurrent_dumps: cx.u32(h, "netdump_concurrent_dumps", DEFAULT_CONCURRENT_DUMPS),
             secure: cx.bool(h, "netdump_secure", true),
             space_check: cx.bool(h, "netdump_space_check", true),
+            min_free: cx.u64(h, "netdump_min_free", DEFAULT_MIN_FREE),
+            keep_dumps: cx.u32(h, "netdump_keep_dumps", DEFAULT_KEEP_DUMPS),
+            max_total: cx.u64(h, "netdump_max_total", 0),
             legacy_key_types: false, // decided below, once the clients are known
             uid: cx.u32(h, "netdump_uid", DEFAULT_UID),
             manage_packages: cx.bool(h, "netdump_manage_packages", true),

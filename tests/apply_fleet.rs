@@ -127,7 +127,12 @@ fn apply_configures_server_and_clients_then_is_idempotent() {
     // The netdump user with the password, home = dump dir.
     let passwd = String::from_utf8(srv.exec_ok("getent passwd netdump").into_bytes()).unwrap();
     let f: Vec<&str> = passwd.trim().split(':').collect();
-    assert_eq!((f[5], f[6]), ("/var/crash", "/bin/bash"), "{passwd}");
+    // The login shell is the dump sink, which runs nothing else (docs/server-layout.md).
+    assert_eq!(
+        (f[5], f[6]),
+        ("/var/crash", "/usr/local/sbin/netdump-provision"),
+        "{passwd}"
+    );
     let shadow = srv.exec_ok("awk -F: '$1==\"netdump\" {print $2}' /etc/shadow");
     assert!(
         verify(&Secret::new(PASSWORD), shadow.trim()),
@@ -136,16 +141,17 @@ fn apply_configures_server_and_clients_then_is_idempotent() {
     let uid: u32 = f[2].parse().unwrap();
 
     // Directory layout, owner and modes.
-    for (path, mode) in [
-        ("/var/crash", 0o700),
-        ("/var/crash/.ssh", 0o700),
-        ("/var/crash/magic", 0o700),
+    for (path, owner, mode) in [
+        ("/var/crash", uid, 0o700),
+        ("/var/crash/.ssh", 0, 0o750),
+        ("/var/crash/magic", uid, 0o700),
     ] {
         let (u, _g, m) = srv.stat(path).unwrap_or_else(|| panic!("{path} missing"));
-        assert_eq!((u, m & 0o7777), (uid, mode), "{path}");
+        assert_eq!((u, m & 0o7777), (owner, mode), "{path}");
     }
+    // Only root (apply) edits the key list.
     let (u, _, m) = srv.stat("/var/crash/.ssh/authorized_keys2").unwrap();
-    assert_eq!((u, m & 0o7777), (uid, 0o600));
+    assert_eq!((u, m & 0o7777), (0, 0o640));
 
     // authorized_keys2: one restricted, address-bound line per client, holding its key.
     let ak = String::from_utf8(srv.read_file("/var/crash/.ssh/authorized_keys2").unwrap()).unwrap();
@@ -158,8 +164,10 @@ fn apply_configures_server_and_clients_then_is_idempotent() {
         // These hosts run a current OpenSSH: netdump_key_type auto makes ed25519.
         assert_eq!(material[0], "ssh-ed25519", "key type on {c}: {pubkey}");
         let want = format!(
-            "restrict,from=\"{}\" {} {} netdump-provision:{c}",
-            h.address, material[0], material[1]
+            "restrict,from=\"{a}\",command=\"/usr/local/sbin/netdump-provision dump-sink --dump-dir /var/crash --min-free 268435456 --keep-dumps 5 --max-total 0 --client {c} --ip {a}\" {} {} netdump-provision:{c}",
+            material[0],
+            material[1],
+            a = h.address
         );
         assert!(
             ak.lines().any(|l| l == want),

@@ -156,6 +156,35 @@ async fn checks(cfg: LabConfig, out: std::process::Output, state: PathBuf) {
         .await
         .unwrap();
     assert!(ok && head.starts_with("makedumpfile"), "{head}");
+    // One crash, one directory: the kdump files joined the receiver's console crash record.
+    let (ok, merged) = cfg
+        .ssh(
+            server,
+            &format!(
+                "cd /var/crash && for d in {client_ip}-*/; do ls \"$d\" | tr '\\n' ' '; echo; done"
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(
+        ok && merged
+            .lines()
+            .any(|l| l.contains("dump.") && l.contains("dmesg.") && l.contains("log")),
+        "no directory holds dump, dmesg and the console record together:\n{merged}"
+    );
+    // The client's own key gets the dump sink and nothing else: it cannot even list.
+    let client = format!("{SUBNET}.11").parse().unwrap();
+    let (ok, listing) = cfg
+        .ssh(
+            client,
+            ". /etc/default/kdump-tools; ssh -i \"$SSH_KEY\" -o BatchMode=yes \"$SSH\" ls /var/crash 2>&1; echo \"exit=$?\"",
+        )
+        .await
+        .unwrap();
+    assert!(
+        ok && listing.contains("dump-sink: refused") && listing.contains("exit=1"),
+        "{listing}"
+    );
     // The receiver's console log holds the panic, and events.jsonl the crash.
     let (ok, console) = cfg
         .ssh(server, &format!("cat /var/crash/console/{client_ip}.log"))

@@ -256,19 +256,34 @@ impl Resource for File {
                             .with_stdin(self.content.clone()),
                     ))
                 } else if !attrs.is_empty() {
-                    let p = sh_quote(&self.path);
-                    let script = format!(
-                        "set -e\nchown {} {p}\nchmod {:04o} {p}\n",
-                        sh_quote(&format!("{}:{}", self.owner, self.group)),
-                        self.mode
-                    );
-                    Ok(Plan::Change(Change::new(attrs.join(", "), script)))
+                    // Rewritten whole (temp file + rename) rather than chown/chmod on the path,
+                    // which would follow a symlink put there meanwhile.
+                    Ok(Plan::Change(
+                        Change::new(attrs.join(", "), write).with_stdin(self.content.clone()),
+                    ))
                 } else {
                     Ok(Plan::Ok)
                 }
             }
         }
     }
+}
+
+/// Sets a directory's owner and mode without following a path another user may control: the
+/// script enters the directory, checks that it entered the real directory of that name (no
+/// symlink on the way, not swapped meanwhile) and changes `.` — the directory it holds, which
+/// nobody can redirect. A swapped path stops the step and changes nothing.
+pub fn fix_dir_script(path: &str, owner: &str, group: &str, mode: u32) -> String {
+    let p = sh_quote(path.trim_end_matches('/'));
+    let og = sh_quote(&format!("{owner}:{group}"));
+    let moved = sh_quote(&format!(
+        "{path}: changed while being fixed (a symlink or a moved directory); nothing changed"
+    ));
+    format!(
+        "set -e\ncd -P -- {p}\n\
+         if [ \"$(pwd -P)\" != {p} ] || [ \"$(stat -c %d:%i .)\" != \"$(stat -c %d:%i -- {p})\" ]; then echo {moved} >&2; exit 1; fi\n\
+         chown {og} .\nchmod {mode:04o} .\n"
+    )
 }
 
 /// A directory with owner, group and mode (parents are created as needed, root-owned).
@@ -292,12 +307,11 @@ impl Resource for Directory {
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
         let st = parse_path(&self.id(), observed)?;
         let p = sh_quote(&self.path);
-        let og = sh_quote(&format!("{}:{}", self.owner, self.group));
-        let fix = format!("set -e\nchown {og} {p}\nchmod {:04o} {p}\n", self.mode);
+        let fix = fix_dir_script(&self.path, &self.owner, &self.group, self.mode);
         match st.kind {
             PathKind::Absent => Ok(Plan::Change(Change::new(
                 format!("create (mode {:04o})", self.mode),
-                format!("set -e\nmkdir -p {p}\n{fix}"),
+                format!("set -e\nmkdir -p -- {p}\n{fix}"),
             ))),
             PathKind::File | PathKind::Other => Err(ResourceError::Invalid {
                 id: self.id(),
@@ -392,7 +406,8 @@ mod tests {
             panic!("mode drift must be fixed")
         };
         assert_eq!(c.summary, "mode 0600 -> 0640");
-        assert!(c.stdin.is_none());
+        // The fix rewrites the file (temp + rename) instead of chmod on a path.
+        assert_eq!(c.stdin.as_deref(), Some(&b"line1\nline2\n"[..]));
         converge_local(&c);
         assert!(matches!(
             f.plan(&observe_local(&f.observe_script()), &ctx).unwrap(),
@@ -470,6 +485,71 @@ mod tests {
             f.plan(&observe_local(&f.observe_script()), &ctx),
             Err(ResourceError::Invalid { .. })
         ));
+    }
+
+    /// The issue's race: a user who can write the parent swaps the directory for a symlink to
+    /// something of root's between observe and converge. The fix must change nothing there.
+    #[test]
+    fn directory_fix_never_follows_a_symlink_swapped_in_after_observe() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o711)).unwrap();
+        let path = parent.path().join("magic");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (u, g) = me();
+        let d = Directory {
+            path: path.display().to_string(),
+            owner: u,
+            group: g,
+            mode: 0o700,
+        };
+        let Plan::Change(c) = d
+            .plan(&observe_local(&d.observe_script()), &PlanContext::default())
+            .unwrap()
+        else {
+            panic!("mode differs: a change is planned")
+        };
+        // Swap between observe and converge.
+        std::fs::rename(&path, parent.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&c.script)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the swapped path must stop the step");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("nothing changed"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(m, 0o711, "the symlink's target was changed");
+        // Same for a file resource whose owner/mode differ: the symlink is replaced, its
+        // target never touched.
+        let target = outside.path().join("shadow");
+        std::fs::write(&target, b"secret").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let fpath = parent.path().join("authorized_keys2");
+        std::fs::write(&fpath, b"k\n").unwrap();
+        let f = file(&fpath.display().to_string(), b"k\n", 0o600);
+        let Plan::Change(c) = f
+            .plan(&observe_local(&f.observe_script()), &PlanContext::default())
+            .unwrap()
+        else {
+            panic!("mode differs")
+        };
+        std::fs::remove_file(&fpath).unwrap();
+        std::os::unix::fs::symlink(&target, &fpath).unwrap();
+        converge_local(&c);
+        assert_eq!(std::fs::read(&target).unwrap(), b"secret");
+        let m = std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(m, 0o640);
+        assert!(!std::fs::symlink_metadata(&fpath).unwrap().is_symlink());
     }
 
     #[test]

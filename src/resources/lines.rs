@@ -115,6 +115,25 @@ impl Resource for ManagedLines {
                 });
             }
         };
+        if let LineOwner::Tag { prefix, .. } = &self.line_owner {
+            let foreign = current
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter(|l| {
+                    !l.split_whitespace()
+                        .last()
+                        .is_some_and(|f| f.starts_with(prefix.as_str()))
+                })
+                .count();
+            if foreign > 0 {
+                // Reported, not removed: someone put them there on purpose.
+                tracing::warn!(
+                    "{}: {foreign} line(s) not managed by provision (no `{prefix}` tag); remove them or manage the host in the inventory",
+                    self.path
+                );
+            }
+        }
         let desired = self.desired(&current);
         let attrs_ok = st.kind == PathKind::File
             && st.owner == self.owner

@@ -15,6 +15,9 @@ pub const NETDUMP_USER: &str = "netdump";
 pub const KEY_TAG: &str = "netdump-provision:";
 /// Where the embedded receiver binary is installed on servers.
 pub const RECEIVER_BINARY: &str = "/usr/local/sbin/netdump-provision";
+/// The dump sink is the same program, installed on every server whatever the receiver mode;
+/// it is also netdump's login shell, since sshd runs forced commands through the user's shell.
+pub const SINK_BINARY: &str = RECEIVER_BINARY;
 pub const RECEIVER_UNIT: &str = "/etc/systemd/system/netdump-receiver.service";
 pub const RECEIVER_SERVICE: &str = "netdump-receiver";
 pub const SSHD_DROPIN: &str = "/etc/ssh/sshd_config.d/netdump-provision.conf";
@@ -76,14 +79,39 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
-    /// The authorized_keys2 line: restricted, bound to the client's address when known, tagged.
-    pub fn authorized_line(&self) -> String {
+    /// The authorized_keys2 line: restricted, bound to the client's address when known, tagged,
+    /// and forced to run the dump sink (`sink_command`, see [`sink_command`]) with the client's
+    /// identity as arguments (docs/server-layout.md).
+    pub fn authorized_line(&self, sink_command: &str) -> String {
         let mut opts = String::from("restrict");
+        let mut command = sink_command.to_string();
         if let Some(from) = &self.from {
             opts.push_str(&format!(",from=\"{from}\""));
+            // Inventory names are tokens; only plain ones go into the command.
+            if !self.client.is_empty()
+                && self
+                    .client
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                command.push_str(&format!(" --client {} --ip {from}", self.client));
+            }
         }
+        opts.push_str(&format!(",command=\"{command}\""));
         format!("{opts} {} {KEY_TAG}{}", self.key, self.client)
     }
+}
+
+/// The dump sink's command line on a server (without a client identity): what sshd's
+/// ForceCommand runs, and what each key line's `command=` extends.
+pub fn sink_command(s: &crate::settings::ServerSettings) -> String {
+    format!(
+        "{SINK_BINARY} dump-sink --dump-dir {} --min-free {} --keep-dumps {} --max-total {}",
+        s.dump_dir.trim_end_matches('/'),
+        s.min_free,
+        s.keep_dumps,
+        s.max_total
+    )
 }
 
 /// The flavour a client really gets: `auto` picks netdump when the kernel has a netdump module.
@@ -134,8 +162,16 @@ mod tests {
             key: "ssh-rsa AAAAB3".into(),
         };
         assert_eq!(
-            k.authorized_line(),
-            "restrict,from=\"198.18.0.11\" ssh-rsa AAAAB3 netdump-provision:c1"
+            k.authorized_line("/s dump-sink --dump-dir /d"),
+            "restrict,from=\"198.18.0.11\",command=\"/s dump-sink --dump-dir /d --client c1 --ip 198.18.0.11\" ssh-rsa AAAAB3 netdump-provision:c1"
+        );
+        let odd = ClientKey {
+            client: "c\"1".into(),
+            ..k.clone()
+        };
+        assert!(
+            odd.authorized_line("/s dump-sink")
+                .contains(",command=\"/s dump-sink\" ")
         );
     }
 

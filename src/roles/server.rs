@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{
     ClientKey, KEY_TAG, NETDUMP_USER, RECEIVER_BINARY, RECEIVER_SERVICE, RECEIVER_UNIT, Resources,
-    RoleError, SSHD_DROPIN,
+    RoleError, SINK_BINARY, SSHD_DROPIN, sink_command,
 };
 use crate::facts::Facts;
 use crate::resources::lines::LineOwner;
@@ -53,11 +53,13 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
             manager: i.facts.pkg,
         }));
     }
+    // netdump's login shell is the dump sink: sshd runs every forced command through the
+    // user's shell, and this one runs nothing but the sink (docs/server-layout.md).
     r.push(Box::new(User {
         name: user.clone(),
         uid: Some(s.uid),
         home: dump.clone(),
-        shell: "/bin/bash".into(),
+        shell: SINK_BINARY.into(),
         comment: "Network Crash Dump user".into(),
         password: s.password.clone(),
     }));
@@ -70,19 +72,42 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
         })
     };
     r.push(dir(dump.clone(), &user, 0o700));
-    r.push(dir(format!("{dump}/.ssh"), &user, 0o700));
+    // Only apply edits the key list: root owns it; sshd (reading as netdump) may read it, and
+    // StrictModes accepts root-owned files that are not group- or world-writable.
+    r.push(dir(format!("{dump}/.ssh"), "root", 0o750));
     r.push(dir(format!("{dump}/magic"), &user, 0o700));
     // Hook scripts run as the receiver's user; root owns them so clients cannot plant any.
     r.push(dir(format!("{dump}/scripts"), "root", 0o750));
 
+    // The sink is this program; it is installed whatever the receiver mode.
+    let bin = i.receiver_binary.clone().ok_or_else(|| RoleError::Invalid {
+        host: s.host.clone(),
+        detail: "the dump sink (every client key's forced command) is this program's binary, which could not be read; pass --receiver-binary FILE".into(),
+    })?;
+    crate::receiver_binary::check(&bin.info, i.facts).map_err(|detail| RoleError::Invalid {
+        host: s.host.clone(),
+        detail: format!("receiver binary {}: {detail}", bin.path.display()),
+    })?;
+    let bin_file = File {
+        path: RECEIVER_BINARY.into(),
+        content: bin.bytes.clone(),
+        owner: "root".into(),
+        group: "root".into(),
+        mode: 0o755,
+        secret: false,
+    };
+    let bin_id = crate::resources::Resource::id(&bin_file);
+    r.push(Box::new(bin_file));
+
+    let sink = sink_command(s);
     let mut keys = i.client_keys.clone();
     keys.sort_by(|a, b| a.client.cmp(&b.client));
     r.push(Box::new(ManagedLines {
         path: format!("{dump}/.ssh/authorized_keys2"),
-        owner: user.clone(),
+        owner: "root".into(),
         group: user.clone(),
-        mode: 0o600,
-        lines: keys.iter().map(ClientKey::authorized_line).collect(),
+        mode: 0o640,
+        lines: keys.iter().map(|k| k.authorized_line(&sink)).collect(),
         line_owner: LineOwner::Tag {
             prefix: KEY_TAG.to_string(),
             keep: i.keep.clone(),
@@ -92,7 +117,7 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
     if i.facts.sshd_include {
         let dropin = tmpl(
             "sshd-netdump.conf.j2",
-            json!({"user": user, "home": dump, "legacy": s.legacy_key_types}),
+            json!({"user": user, "home": dump, "legacy": s.legacy_key_types, "sink": sink}),
         )?;
         let f = File {
             path: SSHD_DROPIN.into(),
@@ -120,26 +145,6 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
 
     match s.receiver {
         ReceiverMode::Embedded => {
-            let bin = i.receiver_binary.clone().ok_or_else(|| RoleError::Invalid {
-                host: s.host.clone(),
-                detail: "the embedded receiver needs this program's binary, which could not be read; set netdump_receiver: none or package".into(),
-            })?;
-            crate::receiver_binary::check(&bin.info, i.facts).map_err(|detail| {
-                RoleError::Invalid {
-                    host: s.host.clone(),
-                    detail: format!("receiver binary {}: {detail}", bin.path.display()),
-                }
-            })?;
-            let bin_file = File {
-                path: RECEIVER_BINARY.into(),
-                content: bin.bytes.clone(),
-                owner: "root".into(),
-                group: "root".into(),
-                mode: 0o755,
-                secret: false,
-            };
-            let bin_id = crate::resources::Resource::id(&bin_file);
-            r.push(Box::new(bin_file));
             if s.manage_services {
                 if i.facts.init != InitSystem::Systemd {
                     return Err(RoleError::Invalid {
@@ -231,6 +236,9 @@ mod tests {
             concurrent_dumps: 4,
             secure: true,
             space_check: true,
+            min_free: 256 << 20,
+            keep_dumps: 5,
+            max_total: 0,
             legacy_key_types: true,
             uid: 34,
             manage_packages: true,
@@ -274,12 +282,13 @@ mod tests {
         .collect()
     }
 
-    const COMMON: [&str; 8] = [
+    const COMMON: [&str; 9] = [
         "user:netdump",
         "dir:/var/crash",
         "dir:/var/crash/.ssh",
         "dir:/var/crash/magic",
         "dir:/var/crash/scripts",
+        "file:/usr/local/sbin/netdump-provision",
         "lines:/var/crash/.ssh/authorized_keys2",
         "file:/etc/ssh/sshd_config.d/netdump-provision.conf",
         "service:ssh",
@@ -295,7 +304,6 @@ mod tests {
         let mut want: Vec<String> = COMMON.iter().map(|s| s.to_string()).collect();
         want.extend(
             [
-                "file:/usr/local/sbin/netdump-provision",
                 "file:/etc/systemd/system/netdump-receiver.service",
                 "service:netdump-receiver",
             ]
@@ -336,17 +344,14 @@ mod tests {
         let got = ids(
             &settings(ReceiverMode::Package),
             &facts("rhel", "glibc 2.3"),
-            None,
+            Some(binary(true)),
         );
         let mut want = vec!["package:netdump-server".to_string()];
         want.extend(COMMON.iter().map(|s| s.to_string()));
         want.extend(["file:/etc/netdump.conf", "service:netdump-server"].map(String::from));
         assert_eq!(got, want);
-        // No binary upload, no unit of ours.
-        assert!(
-            !got.iter()
-                .any(|i| i.contains("netdump-provision") && i.starts_with("file:/usr"))
-        );
+        // The binary goes there as the dump sink, but no unit of ours.
+        assert!(!got.iter().any(|i| i.contains("netdump-receiver")));
 
         let t = Templates::new(None).unwrap();
         let mut s = settings(ReceiverMode::Package);
@@ -388,8 +393,53 @@ mod tests {
     fn no_receiver_and_no_services() {
         let mut s = settings(ReceiverMode::None);
         s.manage_services = false;
-        let got = ids(&s, &facts("debian", "glibc 2.36"), None);
-        let want: Vec<String> = COMMON[..7].iter().map(|s| s.to_string()).collect();
+        let got = ids(&s, &facts("debian", "glibc 2.36"), Some(binary(true)));
+        let want: Vec<String> = COMMON[..8].iter().map(|s| s.to_string()).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn clients_get_only_the_sink() {
+        let t = Templates::new(None).unwrap();
+        let s = settings(ReceiverMode::Embedded);
+        let f = facts("debian", "glibc 2.36");
+        let r = resources(ServerInputs {
+            settings: &s,
+            facts: &f,
+            client_keys: vec![ClientKey {
+                client: "c1".into(),
+                from: Some("198.18.0.11".into()),
+                key: "ssh-ed25519 AAAAk".into(),
+            }],
+            keep: BTreeSet::new(),
+            receiver_binary: Some(binary(true)),
+            templates: &t,
+        })
+        .unwrap();
+        let dropin = t
+            .render(
+                "sshd-netdump.conf.j2",
+                json!({"user": "netdump", "home": "/var/crash", "legacy": false,
+                       "sink": sink_command(&s)}),
+            )
+            .unwrap();
+        for want in [
+            "ForceCommand /usr/local/sbin/netdump-provision dump-sink --dump-dir /var/crash --min-free 268435456 --keep-dumps 5 --max-total 0\n",
+            "ExposeAuthInfo yes\n",
+            "PermitTTY no\n",
+            "AllowTcpForwarding no\n",
+            "AllowStreamLocalForwarding no\n",
+            "AllowAgentForwarding no\n",
+            "X11Forwarding no\n",
+            "PermitTunnel no\n",
+            "PasswordAuthentication no\n",
+        ] {
+            assert!(dropin.contains(want), "{want} missing from\n{dropin}");
+        }
+        let dbg = format!("{:?}", r.iter().map(|x| x.id()).collect::<Vec<_>>());
+        assert!(
+            dbg.contains("lines:/var/crash/.ssh/authorized_keys2"),
+            "{dbg}"
+        );
     }
 }

@@ -10,6 +10,27 @@ use std::path::Path;
 use super::remote::RemoteCommand;
 use super::shell::quote;
 
+/// Shell lines that `cd` into `dir` and stop unless it is the real directory of that name
+/// (not reached through a symlink, not swapped meanwhile) and only root or the connecting user
+/// can change its entries. Later steps then work relative to `.`, which no other user can
+/// redirect.
+pub fn enter_private_dir(dir: &str) -> String {
+    let d = quote(dir);
+    format!(
+        "cd -P -- {d}\n\
+         if [ \"$(pwd -P)\" != {d} ] || [ \"$(stat -c %d:%i .)\" != \"$(stat -c %d:%i -- {d})\" ]; then \
+           echo {msg_moved} >&2; exit 1; fi\n\
+         case \"$(stat -c %u .)\" in 0|\"$(id -u)\") ;; *) echo {msg_owner} >&2; exit 1;; esac\n\
+         if [ $(( 0$(stat -c %a .) & 022 )) -ne 0 ]; then echo {msg_owner} >&2; exit 1; fi\n",
+        msg_moved = quote(&format!(
+            "{dir}: not a plain directory path (a symlink on the way, or it moved); nothing written"
+        )),
+        msg_owner = quote(&format!(
+            "{dir}: another user can change this directory; refusing to write there as root (make it root-owned, mode 0755 or stricter)"
+        )),
+    )
+}
+
 /// Where and how to write a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
@@ -87,18 +108,27 @@ impl RemoteFile {
                 )
             }
         };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| n != "." && n != "..")
+            .ok_or_else(|| format!("{}: no file name", self.path))?;
+        // Everything happens inside the target's directory, entered once: the temporary file
+        // is created, chowned and renamed relative to it, and only when nobody but root (or
+        // the connecting user) can write there, so no other user can swap a path under us.
         let script = format!(
             "set -eu\n\
-             t=$(mktemp {dir_tmpl})\n\
+             {enter}\
+             t=$(mktemp ./.provision.XXXXXX)\n\
              trap 'rm -f \"$t\"' EXIT\n\
              cat > \"$t\"\n\
              {chown}chmod {mode:04o} \"$t\"\n\
              sync \"$t\" 2>/dev/null || true\n\
-             mv -f \"$t\" {path}\n\
+             mv -f \"$t\" ./{name}\n\
              trap - EXIT\n",
-            dir_tmpl = quote(&format!("{}/.provision.XXXXXX", dir.trim_end_matches('/'))),
+            enter = enter_private_dir(&dir),
             mode = self.mode,
-            path = quote(&self.path),
+            name = quote(&name),
         );
         Ok(RemoteCommand::new(step, script).stdin(contents))
     }
@@ -173,6 +203,36 @@ mod tests {
         assert!(!out.status.success());
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn never_writes_in_a_directory_another_user_can_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Writable by others: refused, nothing left behind.
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let cmd = RemoteFile::new(open.join("f").to_str().unwrap(), 0o600)
+            .write_command("write", b"x".to_vec())
+            .unwrap();
+        let out = run_locally(&cmd);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("another user"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+        // Reached through a symlink: refused, the link's target untouched.
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let cmd = RemoteFile::new(link.join("f").to_str().unwrap(), 0o600)
+            .write_command("write", b"x".to_vec())
+            .unwrap();
+        assert!(!run_locally(&cmd).status.success());
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
     }
 
     #[test]
