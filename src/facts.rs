@@ -35,6 +35,10 @@ pub struct Facts {
     pub ssh_service: String,
     /// sshd_config includes /etc/ssh/sshd_config.d/*.conf.
     pub sshd_include: bool,
+    /// The ssh client's configuration includes `/etc/ssh/ssh_config.d/*.conf`.
+    pub ssh_config_include: bool,
+    /// sshd's effective `MaxStartups` (`sshd -T`), as reported: parse before use.
+    pub sshd_max_startups: Option<String>,
     /// A netdump kernel module exists for the running kernel.
     pub netdump_module: bool,
     /// Route to the dump server (clients only).
@@ -112,6 +116,8 @@ echo "ssh_version=$(ssh -V 2>&1 | head -n1)"
 echo "glibc=$(getconf GNU_LIBC_VERSION)"
 if [ -e /lib/systemd/system/ssh.service ] || [ -e /etc/init.d/ssh ]; then echo ssh_service=ssh; else echo ssh_service=sshd; fi
 grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/sshd_config.d' /etc/ssh/sshd_config && echo sshd_include=yes
+grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/ssh_config.d' /etc/ssh/ssh_config && echo ssh_config_include=yes
+sshd_bin=$(command -v sshd || echo /usr/sbin/sshd); [ -x "$sshd_bin" ] && echo "sshd_maxstartups=$("$sshd_bin" -T 2>/dev/null | awk '$1 == "maxstartups" {{ print $2; exit }}')"
 modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes
 [ -r /sys/kernel/kexec_crash_size ] && echo "kexec_crash_size=$(cat /sys/kernel/kexec_crash_size)"
 [ -r /sys/kernel/kexec_crash_loaded ] && echo "kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
@@ -198,6 +204,11 @@ pub fn parse(text: &str) -> Result<Facts, FactsError> {
         glibc: field(text, "glibc").and_then(glibc_version),
         ssh_service: field(text, "ssh_service").unwrap_or("sshd").to_string(),
         sshd_include: field(text, "sshd_include").is_some(),
+        ssh_config_include: field(text, "ssh_config_include").is_some(),
+        sshd_max_startups: field(text, "sshd_maxstartups")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
         netdump_module: field(text, "netdump_module").is_some(),
         route,
         kexec_crash_size: field(text, "kexec_crash_size").and_then(|v| v.trim().parse().ok()),

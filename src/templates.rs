@@ -37,6 +37,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "netdump-server.conf.j2",
         include_str!("../templates/netdump-server.conf.j2"),
     ),
+    (
+        "ssh-client-netdump.conf.j2",
+        include_str!("../templates/ssh-client-netdump.conf.j2"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

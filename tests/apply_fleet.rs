@@ -535,6 +535,17 @@ fn kdump_clients_get_their_files_keys_and_known_hosts() {
         .collect();
     assert!(!server_keys.is_empty());
     let ak = String::from_utf8(srv.read_file("/var/crash/.ssh/authorized_keys2").unwrap()).unwrap();
+    // The server's sshd accepts a crash storm of its fleet: never below sshd's default.
+    let sshd = String::from_utf8(
+        srv.read_file("/etc/ssh/sshd_config.d/netdump-provision.conf")
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(sshd.contains("\nMaxStartups 10:30:100\n"), "{sshd}");
+    assert!(
+        sshd.find("MaxStartups") < sshd.find("Match User"),
+        "MaxStartups must be global: {sshd}"
+    );
     for c in ["c1", "c2", "c3"] {
         let h = fleet.host(c);
         let addr = h.address.to_string();
@@ -584,12 +595,33 @@ fn kdump_clients_get_their_files_keys_and_known_hosts() {
             "{c}: {modprobe}"
         );
         assert_eq!(h.exec_ok("cat /proc/sys/kernel/sysrq").trim(), "1", "{c}");
-        // The ssh path as the capture environment uses it: this key, the pinned host keys,
-        // strict checking, no prompt; kdump-tools' first step is a mkdir of its directory.
+        // The ssh path as the capture environment uses it: kdump-tools runs plain
+        // `ssh -i KEY netdump@SERVER CMD`; the client drop-in apply wrote makes it strict
+        // (pinned keys only), prompt-free and patient. Its first step is a mkdir.
+        let dropin = String::from_utf8(
+            h.read_file("/etc/ssh/ssh_config.d/netdump-provision.conf")
+                .unwrap_or_default(),
+        )
+        .unwrap();
+        assert!(
+            dropin.contains(&format!("Host {srv_addr}\n")),
+            "{c}: {dropin}"
+        );
+        let resolved = h.exec_ok(&format!("ssh -G netdump@{srv_addr}"));
+        for want in [
+            "batchmode yes",
+            "stricthostkeychecking true",
+            "connecttimeout 30",
+            "serveraliveinterval 15",
+        ] {
+            assert!(
+                resolved.lines().any(|l| l == want),
+                "{c}: no {want:?} in ssh -G"
+            );
+        }
         let out = h.exec(&format!(
-            "ssh -i /root/.ssh/netdump_kdump_id_ed25519 -o BatchMode=yes \
-               -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/ssh/ssh_known_hosts \
-               -o IdentitiesOnly=yes netdump@{srv_addr} mkdir -p /var/crash/{addr}-202612020600"
+            "ssh -i /root/.ssh/netdump_kdump_id_ed25519 netdump@{srv_addr} \
+               mkdir -p /var/crash/{addr}-202612020600 < /dev/null"
         ));
         assert!(
             out.status.success(),

@@ -65,6 +65,9 @@ fn render(
     })
 }
 
+/// The ssh client drop-in for the dump server (Debian kdump clients).
+pub const SSH_CLIENT_DROPIN: &str = "/etc/ssh/ssh_config.d/netdump-provision.conf";
+
 fn root_file(path: &str, content: String, mode: u32) -> File {
     File {
         path: path.into(),
@@ -128,6 +131,22 @@ pub fn resources(
     let kh = known_hosts(&s.server_address, server_host_keys);
     let kh_id = kh.id();
     r.push(Box::new(kh));
+
+    // Debian's capture environment is the real root filesystem: its ssh reads the client
+    // configuration, so the server gets patient, prompt-free, strictly checked connections
+    // (RHEL's capture initramfs carries its own ssh setup; kdump.conf's options cover it).
+    if deb && facts.ssh_config_include {
+        r.push(Box::new(root_file(
+            SSH_CLIENT_DROPIN,
+            render(
+                templates,
+                s,
+                "ssh-client-netdump.conf.j2",
+                json!({"server_address": s.server_address}),
+            )?,
+            0o644,
+        )));
+    }
 
     let conf = if deb {
         root_file(

@@ -20,6 +20,82 @@ use crate::templates::Templates;
 /// netdump-server's configuration file (`netdump_receiver: package`).
 pub const PACKAGE_CONF: &str = "/etc/netdump.conf";
 
+/// sshd's `MaxStartups start:rate:full`: past `start` unauthenticated connections sshd drops new
+/// ones with probability `rate`%, rising to 100% at `full`.
+///
+/// Why the server sets it: kdump's ssh target opens a few connections per dump (mkdir, the
+/// kernel log, the dump stream, the final rename), most of them single attempts, and a rack that
+/// crashes at once logs in at once. sshd's default (10:30:100) then drops a third of the fleet
+/// at key exchange, and with it their dumps (docs/server-layout.md, "Crash storms").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxStartups {
+    pub start: u32,
+    pub rate: u32,
+    pub full: u32,
+}
+
+impl MaxStartups {
+    /// sshd's own default.
+    pub const DEFAULT: MaxStartups = MaxStartups {
+        start: 10,
+        rate: 30,
+        full: 100,
+    };
+    /// Beyond this an inventory typo, not a fleet: sshd keeps one process per slot.
+    const CEILING: u32 = 10_000;
+
+    /// `sshd -T`'s value (`10:30:100`, or a single number meaning start = full). `None` for
+    /// anything else: the value comes from the host and is not trusted.
+    pub fn parse(v: &str) -> Option<MaxStartups> {
+        let nums: Vec<u32> = v
+            .trim()
+            .split(':')
+            .map(|p| p.parse::<u32>().ok().filter(|n| *n <= 1_000_000))
+            .collect::<Option<_>>()?;
+        match nums[..] {
+            [n] => Some(MaxStartups {
+                start: n,
+                rate: 100,
+                full: n,
+            }),
+            [start, rate, full] if rate <= 100 && start <= full => {
+                Some(MaxStartups { start, rate, full })
+            }
+            _ => None,
+        }
+    }
+
+    /// What a server with `clients` clients needs: every client may be in key exchange at
+    /// once, twice over (a dump's connections overlap when sshd is slow), so nothing is dropped
+    /// below twice the fleet; never less than what the host already allows.
+    pub fn for_fleet(clients: usize, current: Option<&str>) -> MaxStartups {
+        let twice = u32::try_from(clients)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(2)
+            .min(Self::CEILING);
+        let wanted = MaxStartups {
+            start: twice.max(Self::DEFAULT.start),
+            rate: Self::DEFAULT.rate,
+            full: twice.saturating_mul(2).max(Self::DEFAULT.full),
+        };
+        match current.and_then(MaxStartups::parse) {
+            Some(c) => MaxStartups {
+                start: wanted.start.max(c.start),
+                // A lower rate drops fewer connections: keep the host's if it is lower.
+                rate: wanted.rate.min(c.rate),
+                full: wanted.full.max(c.full),
+            },
+            None => wanted,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxStartups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.start, self.rate, self.full)
+    }
+}
+
 pub struct ServerInputs<'a> {
     pub settings: &'a ServerSettings,
     pub facts: &'a Facts,
@@ -115,9 +191,13 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
     }));
 
     if i.facts.sshd_include {
+        let clients = i.client_keys.len() + i.keep.len();
+        let max_startups =
+            MaxStartups::for_fleet(clients, i.facts.sshd_max_startups.as_deref()).to_string();
         let dropin = tmpl(
             "sshd-netdump.conf.j2",
-            json!({"user": user, "home": dump, "legacy": s.legacy_key_types, "sink": sink}),
+            json!({"user": user, "home": dump, "legacy": s.legacy_key_types, "sink": sink,
+                   "max_startups": max_startups, "clients": clients}),
         )?;
         let f = File {
             path: SSHD_DROPIN.into(),
@@ -396,6 +476,36 @@ mod tests {
         let got = ids(&s, &facts("debian", "glibc 2.36"), Some(binary(true)));
         let want: Vec<String> = COMMON[..8].iter().map(|s| s.to_string()).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn max_startups_grows_with_the_fleet_and_never_shrinks_the_host() {
+        let m = |c, cur| MaxStartups::for_fleet(c, cur).to_string();
+        assert_eq!(m(3, None), "10:30:100");
+        assert_eq!(m(64, None), "128:30:256");
+        assert_eq!(m(128, Some("10:30:100")), "256:30:512");
+        // What the host has is never lowered: start, full up; rate down.
+        assert_eq!(m(3, Some("500:10:600")), "500:10:600");
+        assert_eq!(m(64, Some("200:50:210")), "200:30:256");
+        // A single number means start = full, rate 100.
+        assert_eq!(m(64, Some("300")), "300:30:300");
+        // Re-running with our own value in place gives the same value (idempotent).
+        let once = m(64, Some("10:30:100"));
+        assert_eq!(m(64, Some(&once)), once);
+        // Host values that do not parse are ignored, not trusted; absurd fleets are capped.
+        for bad in [
+            "",
+            "10:30",
+            "a:b:c",
+            "10:130:100",
+            "100:30:10",
+            "-1",
+            "1:2:3:4",
+        ] {
+            assert_eq!(MaxStartups::parse(bad), None, "{bad}");
+        }
+        assert_eq!(m(64, Some("garbage; rm -rf /")), "128:30:256");
+        assert_eq!(m(1_000_000, None), "10000:30:20000");
     }
 
     #[test]
