@@ -1,168 +1,15 @@
-//! A rack crashes at once: every kdump client of a server replays, at the same moment, the ssh
-//! sequence of Debian's kdump-tools (mkdir retried 16 times 3 s apart, then single attempts of
-//! the dmesg scp, the dump stream through `dd`, the final `mv`) with its own key, through the
-//! dump sink, against a real sshd on namespace hosts (tests/support/nshost.rs).
+//! A rack crashes at once (tests/support/storm.rs replays kdump-tools' ssh sequence from every
+//! client at the same moment, through the dump sink, against the server's real sshd).
 //!
-//! First against sshd's stock limit (`MaxStartups 10:30:100`, forced ahead of apply's drop-in):
+//! First against sshd's stock limit (`MaxStartups 10:30:100`, forced after apply's drop-in):
 //! connections are dropped at key exchange, which the test requires to see, so it proves the
 //! problem exists here. Then with the configuration apply wrote: every dump arrives intact.
 //! `CRASH_STORM_CLIENTS` (default 64) sets the fleet size.
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::{Arc, Barrier};
-
-use sha2::{Digest, Sha256};
-use support::nshost::{Fleet, NsHost, require_root_tools};
-
-const KEY: &str = "/root/.ssh/netdump_kdump_id_ed25519";
-const PAYLOAD: usize = 4 << 20;
-
-fn inventory(fleet: &Fleet) -> String {
-    let mut s = format!(
-        "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n    netdump_manage_packages: false\n    netdump_manage_services: false\n  children:\n    netdump_servers:\n      hosts:\n        srv:\n          ansible_host: {}\n    netdump_clients:\n      vars:\n        netdump_client_flavor: kdump\n      hosts:\n",
-        fleet.client_key_path().display(),
-        fleet.host("srv").address
-    );
-    for h in fleet.hosts().iter().filter(|h| h.name != "srv") {
-        s.push_str(&format!(
-            "        {}:\n          ansible_host: {}\n",
-            h.name, h.address
-        ));
-    }
-    s
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Restarts the server's sshd on a Debian-like configuration: the drop-ins included first (so
-/// apply's global settings count, as with Debian's sshd_config), strict modes. `stock` adds
-/// sshd's default MaxStartups after them, which then wins (for MaxStartups sshd keeps the last
-/// value, unlike most options).
-fn restart_server_sshd(srv: &NsHost, stock: bool) {
-    let cfg = srv.dir.join("sshd_config");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let body: String = text
-        .lines()
-        .filter(|l| {
-            !l.starts_with("MaxStartups") && !l.starts_with("Include") && !l.starts_with("#stock")
-        })
-        .map(|l| {
-            if l.starts_with("StrictModes") {
-                "StrictModes yes\n".to_string()
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    let tail = if stock {
-        "#stock\nMaxStartups 10:30:100\n"
-    } else {
-        ""
-    };
-    std::fs::write(
-        &cfg,
-        format!("Include /etc/ssh/sshd_config.d/*.conf\n{body}{tail}"),
-    )
-    .unwrap();
-    srv.stop();
-    srv.start_sshd();
-}
-
-/// What one client's replay reported: attempts that failed, and whether each step succeeded.
-#[derive(Debug, Default)]
-struct Replay {
-    failed_attempts: usize,
-    steps_ok: bool,
-    log: String,
-}
-
-/// kdump-tools' `kdump_save_core_to_ssh`, step for step, with this client's files.
-fn replay(client: &NsHost, srv: &str, stamp: &str, dmesg: &Path, payload: &Path) -> Replay {
-    let d = format!("/var/crash/{}-{stamp}", client.address);
-    let script = format!(
-        r#"S=netdump@{srv}; K={KEY}; fails=0; ok=1
-i=0
-until ssh -i $K $S mkdir -p {d} </dev/null 2>>/tmp/storm-{name}.err; do
-  fails=$((fails+1)); i=$((i+1)); [ $i -ge 16 ] && {{ ok=0; break; }}; sleep 3
-done
-if [ $ok = 1 ]; then
-  scp -q -i $K '{dmesg}' $S:{d}/dmesg.{stamp} </dev/null 2>>/tmp/storm-{name}.err || {{ fails=$((fails+1)); ok=0; }}
-  ssh -i $K $S dd of={d}/dump-incomplete < '{payload}' 2>>/tmp/storm-{name}.err || {{ fails=$((fails+1)); ok=0; }}
-  ssh -i $K $S mv {d}/dump-incomplete {d}/dump.{stamp} </dev/null 2>>/tmp/storm-{name}.err || {{ fails=$((fails+1)); ok=0; }}
-fi
-echo "fails=$fails ok=$ok""#,
-        name = client.name,
-        dmesg = dmesg.display(),
-        payload = payload.display(),
-    );
-    let out = client.exec(&script);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let field = |k: &str| {
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| v.parse::<usize>().ok())
-    };
-    Replay {
-        failed_attempts: field("fails=").unwrap_or(usize::MAX),
-        steps_ok: field("ok=") == Some(1),
-        log: text,
-    }
-}
-
-/// Runs the storm: every client starts at the same moment. Returns each client's replay.
-fn storm(
-    fleet: &Fleet,
-    stamp: &str,
-    files: &[(String, std::path::PathBuf, std::path::PathBuf)],
-) -> Vec<(String, Replay)> {
-    let srv = fleet.host("srv").address.to_string();
-    let barrier = Arc::new(Barrier::new(files.len()));
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .iter()
-            .map(|(name, dmesg, payload)| {
-                let barrier = barrier.clone();
-                let client = fleet.host(name);
-                let srv = srv.clone();
-                scope.spawn(move || {
-                    barrier.wait();
-                    (name.clone(), replay(client, &srv, stamp, dmesg, payload))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
-
-/// Clients whose dump and dmesg arrived whole (byte for byte) under `stamp`.
-fn complete(
-    fleet: &Fleet,
-    stamp: &str,
-    files: &[(String, std::path::PathBuf, std::path::PathBuf)],
-) -> Vec<String> {
-    let srv = fleet.host("srv");
-    files
-        .iter()
-        .filter(|(name, dmesg, payload)| {
-            let d = format!("/var/crash/{}-{stamp}", fleet.host(name).address);
-            let dump = srv.read_file(&format!("{d}/dump.{stamp}"));
-            let log = srv.read_file(&format!("{d}/dmesg.{stamp}"));
-            let want = Sha256::digest(std::fs::read(payload).unwrap());
-            dump.is_some_and(|b| Sha256::digest(&b) == want) && log == std::fs::read(dmesg).ok()
-        })
-        .map(|(n, _, _)| n.clone())
-        .collect()
-}
+use support::nshost::require_root_tools;
+use support::storm;
 
 #[test]
 fn every_dump_of_a_rack_that_crashes_at_once_arrives() {
@@ -174,26 +21,12 @@ fn every_dump_of_a_rack_that_crashes_at_once_arrives() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64)
         .max(2);
-    let names: Vec<String> = std::iter::once("srv".to_string())
-        .chain((1..=n).map(|i| format!("c{i:03}")))
-        .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let fleet = Fleet::start(&refs);
     let dir = tempfile::tempdir().unwrap();
-    let inv = dir.path().join("inventory.yaml");
-    std::fs::write(&inv, inventory(&fleet)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("apply")
-        .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts_path())
-        .arg("--ssh-config")
-        .arg(fleet.ssh_config_path())
-        .args(["--connect-timeout", "30", "--forks", "64"])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run provision");
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let fleet = storm::applied_fleet(
+        n,
+        std::path::Path::new(env!("CARGO_BIN_EXE_provision")),
+        dir.path(),
+    );
     let srv = fleet.host("srv");
     let dropin = String::from_utf8(
         srv.read_file("/etc/ssh/sshd_config.d/netdump-provision.conf")
@@ -203,25 +36,13 @@ fn every_dump_of_a_rack_that_crashes_at_once_arrives() {
     let want = format!("\nMaxStartups {}:30:{}\n", 2 * n.max(5), 4 * n.max(25));
     assert!(dropin.contains(&want), "expected {want:?} in {dropin}");
 
-    // Each client's own dump: distinct random bytes, and a kernel log.
-    let files: Vec<(String, std::path::PathBuf, std::path::PathBuf)> = names[1..]
-        .iter()
-        .map(|name| {
-            let payload = dir.path().join(format!("{name}.dump"));
-            let mut bytes = vec![0u8; PAYLOAD];
-            rand::fill(&mut bytes[..]);
-            std::fs::write(&payload, &bytes).unwrap();
-            let dmesg = dir.path().join(format!("{name}.dmesg"));
-            std::fs::write(&dmesg, format!("{name}: sysrq: Trigger a crash\nKernel panic - not syncing: sysrq triggered crash\n")).unwrap();
-            (name.clone(), dmesg, payload)
-        })
-        .collect();
+    let files = storm::client_files(&fleet, dir.path());
 
     // sshd's stock limit: the storm loses connections at key exchange.
-    restart_server_sshd(srv, true);
-    let stock = storm(&fleet, "202612020700", &files);
+    storm::restart_server_sshd(srv, true);
+    let stock = storm::storm(&fleet, "202612020700", &files);
     let stock_drops: usize = stock.iter().map(|(_, r)| r.failed_attempts).sum();
-    let stock_complete = complete(&fleet, "202612020700", &files).len();
+    let stock_complete = storm::complete(&fleet, "202612020700", &files).len();
     eprintln!(
         "stock MaxStartups 10:30:100: {stock_complete} of {n} dumps complete, {stock_drops} failed ssh attempts"
     );
@@ -231,8 +52,8 @@ fn every_dump_of_a_rack_that_crashes_at_once_arrives() {
     );
 
     // apply's configuration: nothing dropped, every dump whole.
-    restart_server_sshd(srv, false);
-    let fixed = storm(&fleet, "202612020701", &files);
+    storm::restart_server_sshd(srv, false);
+    let fixed = storm::storm(&fleet, "202612020701", &files);
     let failures: Vec<String> = fixed
         .iter()
         .filter(|(_, r)| !r.steps_ok || r.failed_attempts != 0)
@@ -249,10 +70,8 @@ fn every_dump_of_a_rack_that_crashes_at_once_arrives() {
         failures.is_empty(),
         "with apply's sshd settings: {failures:#?}"
     );
-    let got = complete(&fleet, "202612020701", &files);
+    let got = storm::complete(&fleet, "202612020701", &files);
     assert_eq!(got.len(), n, "complete dumps: {got:?}");
     eprintln!("apply's MaxStartups: {n} of {n} dumps complete, 0 failed ssh attempts");
-    for (name, _, _) in &files {
-        let _ = std::fs::remove_file(format!("/tmp/storm-{name}.err"));
-    }
+    storm::cleanup(&files);
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod nshost;
+pub mod storm;
 
 // Inventory tests: write an inventory (and vars files) into a temp dir.
 
