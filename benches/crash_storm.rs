@@ -62,11 +62,18 @@ struct Measured {
 
 fn measure(fleet: &Fleet, stamp: &str, files: &[storm::ClientFiles]) -> Measured {
     let srv = fleet.host("srv");
-    let pid: u32 = std::fs::read_to_string(srv.dir.join("sshd.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    // The daemon writes its pid file after it forked: wait for it (bounded).
+    let mut pid = None;
+    for _ in 0..100 {
+        pid = std::fs::read_to_string(srv.dir.join("sshd.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok());
+        if pid.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = pid.expect("sshd wrote no pid file");
     let tick = 100.0; // USER_HZ on Linux
     let before = children_ticks(pid);
     let done = AtomicBool::new(false);
