@@ -30,6 +30,10 @@ pub const ALIAS_FILE: &str = ".kdump-name";
 pub const ALIAS_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A `*-incomplete` file written to within this window marks its dump as in progress.
 pub const IN_PROGRESS_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Files one dump directory may hold (a dump has a handful).
+pub const MAX_FILES_PER_DIR: usize = 64;
+/// `mktemp -dqp` directories a client may have at once (kdumpctl removes its own at once).
+pub const MAX_TMP_DIRS: usize = 8;
 /// The file name that `echo … >` may rewrite (RHEL `kdumpctl test`).
 pub const STATUS_FILE: &str = "vmcore-creation.status";
 
@@ -417,6 +421,17 @@ impl Store {
     /// `mktemp -dqp BASE`: a fresh empty directory `<ip>-tmp.XXXXXXXXXX` of this client.
     pub fn mktemp(&self) -> Result<String> {
         use rand::RngExt;
+        let prefix = format!("{}-{MKTEMP_INFIX}", self.client.ip);
+        let existing = self
+            .list(&self.base)?
+            .iter()
+            .filter(|(n, _)| n.starts_with(&prefix))
+            .count();
+        if existing >= MAX_TMP_DIRS {
+            return refused(format!(
+                "mktemp: this client already has {existing} temporary directories; rmdir them first"
+            ));
+        }
         for _ in 0..16 {
             let suffix: String = rand::rng()
                 .sample_iter(rand::distr::Alphanumeric)
@@ -464,6 +479,11 @@ impl Store {
         let (real, dirfd) = self.existing_dir(dir)?;
         let exists = self.stat_at(&dirfd, name);
         let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        if exists.is_none() && self.list(&dirfd)?.len() >= MAX_FILES_PER_DIR {
+            return refused(format!(
+                "{dir} already holds {MAX_FILES_PER_DIR} files; no more in one dump directory"
+            ));
+        }
         let fd = match exists {
             None => rustix::fs::openat(
                 &dirfd,
@@ -851,6 +871,23 @@ mod tests {
             std::fs::read(t.path().join(d).join("dump-incomplete")).unwrap(),
             data
         );
+    }
+
+    #[test]
+    fn files_and_temporary_directories_are_bounded() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path(), NO_LIMITS);
+        let d = "198.18.0.11-8";
+        s.mkdir(&Loc::Dir(d.into())).unwrap();
+        for i in 0..MAX_FILES_PER_DIR {
+            s.create(&file(d, &format!("f{i}"))).unwrap();
+        }
+        let e = s.create(&file(d, "one-more")).unwrap_err().to_string();
+        assert!(e.contains("no more"), "{e}");
+        for _ in 0..MAX_TMP_DIRS {
+            s.mktemp().unwrap();
+        }
+        assert!(s.mktemp().is_err());
     }
 
     #[test]
