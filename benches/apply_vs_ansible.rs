@@ -265,7 +265,7 @@ const PLAYBOOK: &str = r##"---
         system: true
         home: /var/crash
         create_home: false
-        shell: /bin/bash
+        shell: /usr/local/sbin/netdump-provision
         comment: Network Crash Dump user
         password: "{{ netdump_password_hash }}"
     - name: Dump directories
@@ -277,16 +277,16 @@ const PLAYBOOK: &str = r##"---
         mode: "{{ item.mode }}"
       loop:
         - {path: /var/crash, owner: netdump, mode: "0700"}
-        - {path: /var/crash/.ssh, owner: netdump, mode: "0700"}
+        - {path: /var/crash/.ssh, owner: root, mode: "0750"}
         - {path: /var/crash/magic, owner: netdump, mode: "0700"}
         - {path: /var/crash/scripts, owner: root, mode: "0750"}
     - name: Client keys in authorized_keys2
       ansible.builtin.blockinfile:
         path: /var/crash/.ssh/authorized_keys2
         create: true
-        owner: netdump
+        owner: root
         group: netdump
-        mode: "0600"
+        mode: "0640"
         marker: "# {mark} netdump-provision managed keys"
         block: "{{ lookup('ansible.builtin.template', 'authorized_keys2.j2') }}"
     - name: sshd drop-in
@@ -354,9 +354,11 @@ const PLAYBOOK: &str = r##"---
 "##;
 
 /// authorized_keys2 lines, one per client: the same restricted, address-bound, tagged line
-/// provision writes (`restrict,from="ADDR" TYPE BASE64 netdump-provision:NAME`).
+/// forced to the dump sink that provision writes
+/// (`restrict,from="ADDR",command="<sink> dump-sink … --client NAME --ip ADDR" TYPE BASE64
+/// netdump-provision:NAME`, defaults of the sink's limits).
 const AUTHORIZED_KEYS_TEMPLATE: &str = r#"{% for c in groups['netdump_clients'] | sort %}
-restrict,from="{{ hostvars[c].ansible_host }}" {{ (hostvars[c].netdump_pub.content | b64decode).split()[:2] | join(' ') }} netdump-provision:{{ c }}
+restrict,from="{{ hostvars[c].ansible_host }}",command="/usr/local/sbin/netdump-provision dump-sink --dump-dir /var/crash --min-free 268435456 --keep-dumps 5 --max-total 0 --client {{ c }} --ip {{ hostvars[c].ansible_host }}" {{ (hostvars[c].netdump_pub.content | b64decode).split()[:2] | join(' ') }} netdump-provision:{{ c }}
 {% endfor %}"#;
 
 /// The ansible side's working directory: config, inventory, playbook, vars and the files it
@@ -380,7 +382,8 @@ impl AnsibleProject {
         let sshd = t
             .render(
                 "sshd-netdump.conf.j2",
-                serde_json::json!({"user": "netdump", "home": "/var/crash", "legacy": true}),
+                serde_json::json!({"user": "netdump", "home": "/var/crash", "legacy": true,
+                    "sink": "/usr/local/sbin/netdump-provision dump-sink --dump-dir /var/crash --min-free 268435456 --keep-dumps 5 --max-total 0"}),
             )
             .expect("render sshd drop-in");
         std::fs::write(files.join("sshd-netdump.conf"), sshd).unwrap();
@@ -552,20 +555,26 @@ fn sample(fleet: &Fleet) -> Sample {
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|l| {
             // The key material differs per fleet; keep the shape: options, type, tag.
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let from = fleet.hosts().iter().fold(w[0].to_string(), |acc, h| {
+            let (opts, material, tag) = netdump_provision::sink::identity::split_key_line(l)
+                .unwrap_or_else(|| (l.to_string(), String::new(), String::new()));
+            let from = fleet.hosts().iter().fold(opts, |acc, h| {
                 acc.replace(&format!("\"{}\"", h.address), &format!("\"{}\"", h.name))
+                    .replace(
+                        &format!("--ip {}\"", h.address),
+                        &format!("--ip {}\"", h.name),
+                    )
             });
             // The key must be the client's own public key.
-            let name = w.last().unwrap().trim_start_matches("netdump-provision:");
+            let name = tag.trim_start_matches("netdump-provision:");
             let own = text(
                 fleet
                     .host(name)
                     .read_file("/etc/sysconfig/netdump_id_dsa.pub"),
             );
             let own: Vec<&str> = own.split_whitespace().take(2).collect();
-            let matches = w.len() == 4 && own == w[1..3];
-            format!("{from} {} {} own-key={matches}", w[1], w[3])
+            let matches = own.join(" ") == material;
+            let ty = material.split_whitespace().next().unwrap_or("").to_string();
+            format!("{from} {ty} {tag} own-key={matches}")
         })
         .collect();
     authorized_keys.sort();

@@ -94,6 +94,17 @@ fn main() {
         assert_eq!(size, mib << 20, "the sink stored every byte");
         srv.exec_ok(&format!("rm -rf {dir}"));
     }
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "sink: runs (MB/s): dd of= [{}], dump-sink [{}]",
+        fmt(&plain),
+        fmt(&through)
+    );
     let (p, s) = (median(plain), median(through));
     println!(
         "sink: {mib} MiB, median of {reps}: ssh dd of= {p:.0} MB/s, ssh dump-sink {s:.0} MB/s, ratio {:.2} (goal >= 0.9)",

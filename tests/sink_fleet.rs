@@ -452,8 +452,10 @@ fn an_old_server_converges_and_unmanaged_keys_are_reported() {
     }
     let fleet = Fleet::start(&["srv", "a", "b"]);
     let srv = fleet.host("srv");
+    // `-p '*'`: this test sshd runs without PAM, and then refuses accounts whose password
+    // field is `!` (locked) even for key logins.
     srv.exec_ok(
-        "useradd -r -U -d /var/crash -s /bin/bash netdump; \
+        "useradd -r -U -p '*' -d /var/crash -s /bin/bash netdump; \
          mkdir -p /var/crash/.ssh /var/crash/magic && \
          echo 'restrict,from=\"198.18.255.1\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOldOldOldOldOldOldOldOldOldOldOldOldOldOld netdump-provision:a' > /var/crash/.ssh/authorized_keys2 && \
          echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHandAddedKeyHandAddedKeyHandAddedKey0 admin@desk' >> /var/crash/.ssh/authorized_keys2 && \
@@ -490,6 +492,61 @@ fn an_old_server_converges_and_unmanaged_keys_are_reported() {
         "the hand-added key is reported: {}",
         show(&out)
     );
+    // This namespace sshd has no Include, so no ForceCommand: the key line's own `command=`
+    // carries the sink and the client's identity.
+    let (a, ipa) = (fleet.host("a"), fleet.host("a").address.to_string());
+    let payload = dir.path().join("payload");
+    std::fs::write(&payload, b"KDUMP   data").unwrap();
+    let x = format!("/var/crash/{ipa}-202612020800");
+    ok(
+        ssh(a, srv, &format!("mkdir -p {x}"), None),
+        "mkdir via command=",
+    );
+    ok(
+        ssh(
+            a,
+            srv,
+            &format!("dd of={x}/dump-incomplete"),
+            Some(&payload),
+        ),
+        "dd via command=",
+    );
+    ok(
+        ssh(a, srv, &format!("mv {x}/dump-incomplete {x}/dump.1"), None),
+        "mv via command=",
+    );
+    assert_eq!(
+        srv.read_file(&format!("{x}/dump.1")).unwrap(),
+        b"KDUMP   data"
+    );
+    let o = ssh(a, srv, "id", None);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).starts_with("dump-sink: refused"),
+        "{}",
+        show(&o)
+    );
+    // A key that is not forced at all (this test sshd lets the fleet key in for every user):
+    // netdump's login shell is the sink, which runs nothing that sshd did not force.
+    let o = Command::new("ssh")
+        .args(["-F", &fleet.ssh_config_path().display().to_string()])
+        .args(["-i", &fleet.client_key_path().display().to_string()])
+        .args([
+            "-o",
+            &format!("UserKnownHostsFile={}", fleet.known_hosts_path().display()),
+            "-o",
+            "BatchMode=yes",
+        ])
+        .arg(format!("netdump@{}", srv.address))
+        .arg("id")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("dump-sink: refused") && o.stdout.is_empty(),
+        "{}",
+        show(&o)
+    );
+
     // Converged: a second run changes nothing.
     let again = apply(&fleet, &inv);
     assert_eq!(again.status.code(), Some(0), "{}", show(&again));

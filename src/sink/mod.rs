@@ -279,6 +279,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn probe_and_df_answer_for_this_client() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            t.path().to_str().unwrap(),
+            client("c1", "198.18.0.11".parse().unwrap()),
+            Limits {
+                min_free: 1 << 20,
+                keep_dumps: 5,
+                max_total: 0,
+            },
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        serve(&store, Request::Probe, &mut &b""[..], &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["client"], "c1");
+        assert_eq!(v["keep_dumps"], 5);
+        assert_eq!(v["sink"], env!("CARGO_PKG_VERSION"));
+        assert!(v["available_bytes"].as_u64().unwrap() <= v["free_bytes"].as_u64().unwrap());
+        let mut out = Vec::new();
+        let df = command::parse(&format!("df --output=avail {}", t.path().display())).unwrap();
+        serve(&store, df, &mut &b""[..], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("Avail"));
+        assert!(lines.next().unwrap().parse::<u64>().is_ok(), "{text}");
+        // Outside the dump directory: refused.
+        let df = command::parse("df --output=avail /etc").unwrap();
+        assert!(matches!(
+            serve(&store, df, &mut &b""[..], &mut Vec::new()),
+            Err(StoreError::Refused(_))
+        ));
+    }
+
+    #[test]
     fn forced_command_lines() {
         let a = parse_forced("/usr/local/sbin/netdump-provision dump-sink --dump-dir /srv/d --min-free 5 --keep-dumps 2 --max-total 0 --client c1 --ip 198.18.0.11").unwrap();
         assert_eq!(a.dump_dir, "/srv/d");

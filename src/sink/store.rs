@@ -30,6 +30,10 @@ pub const ALIAS_FILE: &str = ".kdump-name";
 pub const ALIAS_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A `*-incomplete` file written to within this window marks its dump as in progress.
 pub const IN_PROGRESS_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// Files one dump directory may hold (a dump has a handful).
+pub const MAX_FILES_PER_DIR: usize = 64;
+/// `mktemp -dqp` directories a client may have at once (kdumpctl removes its own at once).
+pub const MAX_TMP_DIRS: usize = 8;
 /// The file name that `echo … >` may rewrite (RHEL `kdumpctl test`).
 pub const STATUS_FILE: &str = "vmcore-creation.status";
 
@@ -327,7 +331,11 @@ impl Store {
                 total = total.saturating_sub(d.bytes);
             }
         }
-        let free = self.free_bytes()?;
+        let mut free = self.free_bytes()?;
+        if free < self.limits.min_free && self.run_hook("netdump-nospace") {
+            // As netdump-server does: the administrator's hook may free space; look again.
+            free = self.free_bytes()?;
+        }
         if free < self.limits.min_free {
             return refused(format!(
                 "not enough space on the dump server: {} MiB free in {}, netdump_min_free is {} MiB; no dump accepted",
@@ -337,6 +345,34 @@ impl Store {
             ));
         }
         Ok(())
+    }
+
+    /// Runs a hook of `<dumpdir>/scripts/` (as the receiver does, with the client's address),
+    /// only when it is root's and nobody else can change it; waits for it (bounded).
+    /// Returns whether it ran.
+    fn run_hook(&self, name: &str) -> bool {
+        let Ok(scripts) = rustix::fs::openat(&self.base, "scripts", nofollow_dir(), Mode::empty())
+        else {
+            return false;
+        };
+        let trusted = |st: &Stat| st.st_uid == 0 && st.st_mode & 0o022 == 0;
+        let dir_ok = rustix::fs::fstat(&scripts).is_ok_and(|st| trusted(&st));
+        let hook_ok = self.stat_at(&scripts, name).is_some_and(|st| {
+            FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && trusted(&st)
+        });
+        if !(dir_ok && hook_ok) {
+            return false;
+        }
+        let args = [self.client.ip.to_string(), self.base_path.clone()];
+        match crate::receiver::store::spawn_hook(
+            std::path::Path::new(&self.base_path),
+            name,
+            &args,
+            Duration::from_secs(60),
+        ) {
+            Some(h) => h.join().is_ok(),
+            None => false,
+        }
     }
 
     /// A recent receiver crash record of this client not yet joined to a kdump directory.
@@ -417,6 +453,17 @@ impl Store {
     /// `mktemp -dqp BASE`: a fresh empty directory `<ip>-tmp.XXXXXXXXXX` of this client.
     pub fn mktemp(&self) -> Result<String> {
         use rand::RngExt;
+        let prefix = format!("{}-{MKTEMP_INFIX}", self.client.ip);
+        let existing = self
+            .list(&self.base)?
+            .iter()
+            .filter(|(n, _)| n.starts_with(&prefix))
+            .count();
+        if existing >= MAX_TMP_DIRS {
+            return refused(format!(
+                "mktemp: this client already has {existing} temporary directories; rmdir them first"
+            ));
+        }
         for _ in 0..16 {
             let suffix: String = rand::rng()
                 .sample_iter(rand::distr::Alphanumeric)
@@ -464,6 +511,11 @@ impl Store {
         let (real, dirfd) = self.existing_dir(dir)?;
         let exists = self.stat_at(&dirfd, name);
         let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        if exists.is_none() && self.list(&dirfd)?.len() >= MAX_FILES_PER_DIR {
+            return refused(format!(
+                "{dir} already holds {MAX_FILES_PER_DIR} files; no more in one dump directory"
+            ));
+        }
         let fd = match exists {
             None => rustix::fs::openat(
                 &dirfd,
@@ -854,6 +906,23 @@ mod tests {
     }
 
     #[test]
+    fn files_and_temporary_directories_are_bounded() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path(), NO_LIMITS);
+        let d = "198.18.0.11-8";
+        s.mkdir(&Loc::Dir(d.into())).unwrap();
+        for i in 0..MAX_FILES_PER_DIR {
+            s.create(&file(d, &format!("f{i}"))).unwrap();
+        }
+        let e = s.create(&file(d, "one-more")).unwrap_err().to_string();
+        assert!(e.contains("no more"), "{e}");
+        for _ in 0..MAX_TMP_DIRS {
+            s.mktemp().unwrap();
+        }
+        assert!(s.mktemp().is_err());
+    }
+
+    #[test]
     fn symlinks_are_never_followed() {
         let t = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
@@ -933,6 +1002,42 @@ mod tests {
             "{e}"
         );
         assert!(!t.path().join("198.18.0.11-9").exists());
+    }
+
+    #[test]
+    fn the_nospace_hook_runs_and_only_when_it_is_roots() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let s = store(
+            t.path(),
+            Limits {
+                min_free: u64::MAX / 2,
+                keep_dumps: 0,
+                max_total: 0,
+            },
+        );
+        let scripts = t.path().join("scripts");
+        std::fs::create_dir(&scripts).unwrap();
+        std::fs::set_permissions(&scripts, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let hook = scripts.join("netdump-nospace");
+        let mark = t.path().join("hook-ran");
+        std::fs::write(
+            &hook,
+            format!("#!/bin/sh\necho \"$1 $2\" > '{}'\n", mark.display()),
+        )
+        .unwrap();
+        // Group-writable: not trusted, not run.
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(s.mkdir(&Loc::Dir("198.18.0.11-1".into())).is_err());
+        assert!(!mark.exists());
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = s
+            .mkdir(&Loc::Dir("198.18.0.11-1".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not enough space"), "{e}");
+        let ran = std::fs::read_to_string(&mark).unwrap();
+        assert!(ran.starts_with("198.18.0.11 "), "{ran}");
     }
 
     #[test]
