@@ -51,6 +51,8 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// A throwaway qemu lab fleet (server + clients) for demos and end-to-end tests.
     Lab(crate::lab::LabArgs),
+    /// Find kernel crash reports in log files and name them (title, kind, signature).
+    Triage(crate::triage_cmd::TriageArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -394,6 +396,7 @@ pub fn main() -> i32 {
             Command::Receiver(a) => crate::receiver::run(a).await.map(|_| exit::OK),
             Command::Inventory(a) => run_inventory(a),
             Command::Lab(a) => crate::lab::run(a).await,
+            Command::Triage(a) => crate::triage_cmd::run(a),
         }
     });
     match result {

@@ -18,3 +18,5 @@ pub mod secret;
 pub mod settings;
 pub mod ssh;
 pub mod templates;
+pub mod triage;
+pub mod triage_cmd;
