@@ -100,7 +100,7 @@ pub fn parse_frame(msg: &str) -> Option<(&str, bool)> {
 /// `PC is at func+0x1/0x2`, `NIP [c000] func+0x1/0x2`. `None` for a bare address.
 pub fn parse_ip(msg: &str) -> Option<&str> {
     static IP: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^\s*(?:RIP: (?:[0-9a-f]{4}:)?|EIP: (?:[0-9a-f]{4}:)?|IP: |pc : |PC is at |NIP \[[0-9a-f]+\] |epc\s*: [0-9a-f]+ )(?:\[<[0-9a-f]+>\] )?(.*)$").unwrap()
+        Regex::new(r"^\s*(?:RIP:? +(?:[0-9a-f]{4}:)?|EIP: (?:[0-9a-f]{4}:)?|IP: |pc : |PC is at |NIP \[[0-9a-f]+\] |epc\s*: [0-9a-f]+ )(?:\[<[0-9a-f]+>\]\s*)*(.*)$").unwrap()
     });
     let caps = IP.captures(msg)?;
     let rest = caps.get(1)?.as_str();
@@ -185,10 +185,34 @@ fn irq_marker(t: &str) -> Option<(&str, Option<bool>)> {
 /// The first call trace in `lines` (each the message text of one report line): frames in
 /// order, `?` frames left out. Stops at the first line that ends a trace, or after `MAX_FRAMES`.
 pub fn first_trace(lines: &[String]) -> Vec<Frame> {
+    // Sanitizer reports (KMSAN, KCSAN, newer KASAN) print frames right under the header.
+    if lines.get(1).is_some_and(|l| parse_frame(l).is_some()) {
+        return trace_from(&lines[1..]);
+    }
     let Some(start) = lines.iter().position(|l| is_trace_start(l)) else {
         return Vec::new();
     };
     trace_from(&lines[start + 1..])
+}
+
+/// Every call trace in `lines`, in order.
+pub fn all_traces(lines: &[String]) -> Vec<Vec<Frame>> {
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| is_trace_start(l))
+        .take(16)
+        .map(|(i, _)| trace_from(&lines[i + 1..]))
+        .collect()
+}
+
+/// arm32 `[<c0123456>] (func) from [<c0123400>] (caller+0x10/0x20)`: the caller.
+fn arm_caller(t: &str) -> Option<&str> {
+    let (_, rest) = t.split_once(") from [<")?;
+    let open = rest.find("] (")?;
+    let inner = rest[open + 3..].split(')').next()?;
+    let name = name_before_offset(inner).unwrap_or(inner).trim();
+    valid_name(name).then_some(name)
 }
 
 /// Frames from the start of `lines` until the trace ends.
@@ -196,6 +220,9 @@ pub fn trace_from(lines: &[String]) -> Vec<Frame> {
     let mut frames = Vec::new();
     let mut after_irq = false;
     let mut junk = 0;
+    // The caller named by the last arm32 `from` line (printed as a frame of its own only if
+    // the trace goes on).
+    let mut arm_from: Option<String> = None;
     for l in lines {
         let mut t = l.trim_start();
         while let Some((rest, after)) = irq_marker(t) {
@@ -209,6 +236,7 @@ pub fn trace_from(lines: &[String]) -> Vec<Frame> {
         }
         if let Some((name, reliable)) = parse_frame(t) {
             junk = 0;
+            arm_from = arm_caller(t).map(|c| normalize(c).to_string());
             if reliable {
                 frames.push(Frame {
                     name: normalize(name).to_string(),
@@ -222,6 +250,11 @@ pub fn trace_from(lines: &[String]) -> Vec<Frame> {
         }
         if is_trace_end(t) && !(t.is_empty() && frames.is_empty()) {
             break;
+        }
+        if let Some(c) = arm_from.take()
+            && frames.len() < MAX_FRAMES
+        {
+            frames.push(Frame { name: c, after_irq });
         }
         if let Some(name) = parse_ip(t) {
             // The interrupted instruction of the task part (printed between `</IRQ>` and the
@@ -253,7 +286,7 @@ pub fn is_generic(name: &str) -> bool {
     static GENERIC: LazyLock<Regex> = LazyLock::new(|| {
         let groups = [
             // reporting, oops and exception paths
-            r"dump_stack\w*|__dump_stack|show_stack\w*|show_trace\w*|show_regs\w*|print_\w+|printk\w*|_printk|vprintk\w*|__warn\w*|warn_slowpath\w*|warn_alloc\w*|__warn_printk|report_bug|fixup_bug|do_error_trap|do_trap\w*|do_invalid_op|invalid_op|handle_bug|exc_\w+|asm_exc_\w+|asm_sysvec_\w+|sysvec_\w+|die|__die\w*|oops_\w+|no_context|__bad_area\w*|bad_area\w*|do_page_fault|__do_page_fault|page_fault|async_page_fault|do_user_addr_fault|do_kern_addr_fault|kernelmode_fixup_or_oops|page_fault_oops|spurious_kernel_fault|do_general_protection|general_protection|panic|nmi_\w+|__nmi\w*|do_nmi|default_do_nmi|arch_trigger_\w+|trigger_\w+backtrace\w*|rcu_dump_cpu_stacks|rcu_check_gp_kthread_starvation|check_cpu_stall|print_cpu_stall|rcu_sched_clock_irq|rcu_pending|rcu_check_callbacks|update_process_times|tick_\w+|hrtimer_\w+|__hrtimer_\w+|watchdog_timer_fn|lockup_detector\w*|apic_timer_interrupt|smp_apic_timer_interrupt|local_apic_timer_interrupt|__sysvec_\w+|irq_exit\w*|__irq_exit_rcu|irq_enter\w*|__do_softirq|do_softirq\w*|handle_softirqs|invoke_softirq|__local_bh_enable_ip|local_bh_enable|instrument_\w+|ret_from_intr|common_interrupt|arch_stack_walk|stack_trace_\w+|save_stack\w*|__save_stack_trace|el1_\w+|el0_\w+|el1h_\w+|do_mem_abort|do_translation_fault|do_bad_area|__do_kernel_fault|die_kernel_fault|bug_handler|call_break_hook|brk_handler|do_debug_exception|arm64_\w*notify_die|notify_die|__arm64_\w*_exception|kernel_fault",
+            r"dump_stack\w*|__dump_stack|show_stack\w*|show_trace\w*|show_regs\w*|print_\w+|printk\w*|_printk|vprintk\w*|__warn\w*|warn_slowpath\w*|warn_alloc\w*|__warn_printk|report_bug|fixup_bug|do_error_trap|do_trap\w*|do_invalid_op|invalid_op|handle_bug|exc_\w+|asm_exc_\w+|asm_sysvec_\w+|sysvec_\w+|die|__die\w*|oops_\w+|no_context|__bad_area\w*|bad_area\w*|do_page_fault|__do_page_fault|page_fault|async_page_fault|do_user_addr_fault|do_kern_addr_fault|kernelmode_fixup_or_oops|page_fault_oops|spurious_kernel_fault|do_general_protection|general_protection|panic|nmi_\w+|__nmi\w*|do_nmi|default_do_nmi|arch_trigger_\w+|trigger_\w+backtrace\w*|rcu_dump_cpu_stacks|rcu_check_gp_kthread_starvation|check_cpu_stall|print_cpu_stall|rcu_sched_clock_irq|rcu_pending|rcu_check_callbacks|update_process_times|tick_sched_\w+|tick_nohz_\w+|tick_do_update_jiffies64|tick_periodic|tick_handle_periodic|hrtimer_\w+|__hrtimer_\w+|watchdog_timer_fn|lockup_detector\w*|apic_timer_interrupt|smp_apic_timer_interrupt|local_apic_timer_interrupt|__sysvec_\w+|irq_exit\w*|__irq_exit_rcu|irq_enter\w*|__do_softirq|do_softirq\w*|handle_softirqs|invoke_softirq|__local_bh_enable_ip|local_bh_enable|instrument_\w+|ret_from_intr|common_interrupt|arch_stack_walk|stack_trace_\w+|save_stack\w*|__save_stack_trace|el1_\w+|el0_\w+|el1h_\w+|do_mem_abort|do_translation_fault|do_bad_area|__do_kernel_fault|die_kernel_fault|bug_handler|call_break_hook|brk_handler|do_debug_exception|arm64_\w*notify_die|notify_die|__arm64_\w*_exception|kernel_fault",
             // sanitizers and debug objects
             r"kasan_\w+|__kasan_\w+|____kasan_\w+|__asan_\w+|asan_\w+|check_memory_region\w*|kmsan_\w+|__kmsan_\w+|__msan_\w+|kcsan_\w+|__kcsan_\w+|__tsan_\w+|kfence_\w+|__kfence_\w+|ubsan_\w+|__ubsan_\w+|handle_overflow|debug_\w+|__debug_\w+|check_\w*object\w*|__check_object_size|check_heap_object|check_stack_object|usercopy_\w+|__virt_addr_valid|object_err|slab_err|should_fail\w*|fail_dump",
             // lockdep and lock/wait primitives
@@ -261,13 +294,17 @@ pub fn is_generic(name: &str) -> bool {
             // scheduler and waiting
             r"schedule|__schedule|schedule_\w+|__schedule_\w+|io_schedule\w*|preempt_schedule\w*|context_switch|__switch_to\w*|switch_to|finish_task_switch\w*|wait_for_completion\w*|__wait_for_common|wait_for_common\w*|do_wait_for_common|__wait_on_\w+|wait_on_\w+|out_of_line_wait_on_\w+|bit_wait\w*|__wait_event\w*|wait_event\w*|prepare_to_wait\w*|finish_wait|__flush_work|flush_work|wait_woken|rcu_gp_kthread|rcu_gp_fqs_loop|ret_from_fork\w*|secondary_startup\w*|start_secondary|cpu_startup_entry|do_idle|default_idle\w*|arch_cpu_idle|cpuidle_\w+|native_safe_halt|native_irq_enable|arch_local_irq_\w+|__sanitizer_\w+|write_comp_data",
             // allocation and freeing
-            r"kmalloc\w*|__kmalloc\w*|kzalloc\w*|kcalloc\w*|krealloc\w*|__krealloc|kvmalloc\w*|kvzalloc\w*|kvfree\w*|kmem_cache_\w+|__kmem_cache_\w+|slab_\w+|__slab_\w+|___slab_\w+|kfree\w*|__kfree\w*|kfree_rcu\w*|kmemdup\w*|kstrdup\w*|kmemleak_\w+|__alloc_pages\w*|alloc_pages\w*|__get_free_pages|get_free_pages\w*|alloc_page\w*|__alloc_skb|alloc_skb\w*|__netdev_alloc_skb|vmalloc\w*|__vmalloc\w*|vzalloc\w*|vfree|__vfree|memdup_user\w*|__do_kmalloc\w*|do_kmalloc\w*|trace_kmalloc\w*|kmem_\w+|__kmem_\w+|setup_object|alloc_debug_processing|free_debug_processing|__free_pages\w*|free_pages\w*|__free_\w+_pages\w*|free_unref_\w+|__put_page|put_page|folio_put|__folio_put|stack_depot_\w+|__stack_depot_\w+",
+            r"kmalloc\w*|__kmalloc\w*|kzalloc\w*|kcalloc\w*|krealloc\w*|__krealloc|kvmalloc\w*|kvzalloc\w*|kvfree\w*|kmem_cache_\w+|__kmem_cache_\w+|slab_\w+|__slab_\w+|___slab_\w+|kfree\w*|__kfree\w*|kfree_rcu\w*|kmemdup\w*|kstrdup\w*|kmemleak_\w+|__alloc_pages\w*|alloc_pages\w*|__get_free_pages|get_free_pages\w*|alloc_page\w*|vmalloc\w*|__vmalloc\w*|vzalloc\w*|vfree|__vfree|memdup_user\w*|__do_kmalloc\w*|do_kmalloc\w*|trace_kmalloc\w*|kmem_\w+|__kmem_\w+|setup_object|alloc_debug_processing|free_debug_processing|__free_pages\w*|free_pages\w*|__free_\w+_pages\w*|free_unref_\w+|__put_page|put_page|folio_put|__folio_put|stack_depot_\w+|__stack_depot_\w+",
             // string, copy and list helpers
             r"(?:__)?mem(?:cpy|move|set|cmp|chr|chr_inv|scan|dup)\w*|bcmp|(?:__)?str(?:len|nlen|cpy|ncpy|lcpy|scpy|cat|ncat|lcat|cmp|ncmp|casecmp|ncasecmp|chr|nchr|rchr|str|sep|dup|ndup|to\w+)|sized_strscpy|__fortify_\w+|fortify_\w+|copy_to_user\w*|_copy_to_user|__copy_to_user\w*|copy_from_user\w*|_copy_from_user|__copy_from_user\w*|copy_user_\w+|raw_copy_\w+|copyout|copyin|_copy_to_iter|copy_to_iter|copy_page_to_iter|copy_page_from_iter|copy_from_iter\w*|_copy_from_iter\w*|get_user\w*|put_user\w*|__get_user\w*|__put_user\w*|csum_partial\w*|__list_\w+|list_(?:add|del|move|splice|replace)\w*|__hlist_\w+|hlist_(?:add|del)\w*|refcount_\w+|__refcount_\w+|atomic_\w+|arch_atomic_\w+|bitmap_\w+|find_\w+_bit|__bitmap_\w+|sprintf|snprintf|vsnprintf|scnprintf|vscnprintf|bug_\w+",
+            // stack walking, tracing and indirect-call thunks
+            r"walk_stackframe|dump_backtrace|unwind_frame|__x86_indirect_thunk_\w+|__x86_return_thunk|perf_trace_\w+|trace_event_raw_event_\w+|__traceiter_\w+|__bpf_trace_\w+|trace_hardirqs_\w+|trace_irq_\w+|__sanitizer_cov_trace_\w+",
+            // generic data structures and core-kernel APIs the buggy code calls into
+            r"(?:__)?rb_\w+|xa_\w+|__xa_\w+|xas_\w+|idr_\w+|ida_\w+|kobject_\w+|kobj_\w+|kref_\w+|add_uevent_var|device_(?:add|del|register|unregister|release)|put_device|get_device|ref_tracker_\w+|kthread_\w+|(?:__)?cancel_\w*work\w*|flush_\w*work\w*|__queue_work|queue_work\w*|lock_timer_base|(?:__)?mod_timer\w*|add_timer\w*|(?:__)?del_timer\w*|try_to_del_timer_sync|fast_dput|dput|__dput|iput|__iput|skb_(?:panic|over_panic|under_panic|put|push|pull)|\w+_panic|assertfail|osq_lock|mutex_optimistic_spin|\w+_write_lock|\w+_read_lock|task_rq_lock|__task_rq_lock|rq_lock\w*|raw_spin_rq_lock\w*|rollback_registered\w*|unregister_netdevice\w*|find_lock_entries|find_get_entries|truncate_inode_pages\w*|rcu_barrier\w*|call_rwsem_\w+|string|string_nocheck|widen_string|pointer|number|format_decode|_?dev_(?:printk|info|warn|err|notice|dbg|emerg|crit|alert)\w*|dev_vprintk_emit|__dev_printk|nstr|strnstr|get_device_parent|(?:__)?call_rcu\w*|kfree_call_rcu|free_large_kmalloc|(?:__)?folio_wait\w*|(?:__)?folio_lock\w*|wait_on_page\w*|(?:__)?lock_page\w*|_cond_resched|__cond_resched\w*|___preempt_schedule\w*|logic_\w+|do_tag_check_fault|do_tag_recovery|do_sea|mte_\w+",
             // syscall entry
             r"entry_SYSCALL\w*|do_syscall_\w+|do_fast_syscall_\w+|__do_fast_syscall_\w+|syscall_\w+|__syscall_\w+|x64_sys_call|x86_64_sys_call|ia32_sys_call|invoke_syscall|el0_svc\w*|do_el0_svc\w*|__invoke_syscall|ret_fast_syscall|vector_swi",
         ];
-        Regex::new(&format!("^(?:{})$", groups.join("|"))).unwrap()
+        Regex::new(&format!("(?-u)^(?:{})$", groups.join("|"))).unwrap()
     });
     GENERIC.is_match(name)
 }

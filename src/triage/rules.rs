@@ -49,6 +49,7 @@ pub enum Rule {
     WqLeak,
     WqLockup,
     Leak,
+    WaitContext,
     UbsanOld,
     Ubsan,
     DivideError,
@@ -107,13 +108,13 @@ const TABLE: &[(Rule, &str)] = &[
     ),
     (
         Rule::Warning,
-        r"^WARNING: (?:CPU: (\d+) PID: (\d+) )?at \S+ ([^\s+]+)?",
+        r"^WARNING: (?:CPU: (\d+) PID: (\d+) )?at (\S+) ([^\s+]+)?",
     ),
     (Rule::WarningOld, r"^WARNING: at \S+ ([^\s(]+)\(\)"),
     (Rule::WarningNew, r"^WARNING: \S+:\d+ at ([^\s+,]+)"),
     (
         Rule::Deadlock,
-        r"^(?:WARNING|\[ INFO): possible (?:circular locking dependency|recursive locking|irq lock inversion dependency) detected",
+        r"^(?:WARNING|\[ INFO): (?:possible (?:circular locking dependency|recursive locking|irq lock inversion dependency) detected|\S+-safe -> \S+-unsafe lock order detected)",
     ),
     (
         Rule::Inconsistent,
@@ -163,7 +164,11 @@ const TABLE: &[(Rule, &str)] = &[
     (Rule::Preemptible, r"^BUG: using (\w+\(\)) in preemptible"),
     (Rule::WqLeak, r"^BUG: workqueue leaked lock or atomic"),
     (Rule::WqLockup, r"^BUG: workqueue lockup"),
-    (Rule::Leak, r"^BUG: memory leak"),
+    (Rule::Leak, r"BUG: memory leak\s*$"),
+    (
+        Rule::WaitContext,
+        r"^(?:\[ BUG|BUG|WARNING): Invalid wait context",
+    ),
     (Rule::UbsanOld, r"^UBSAN: Undefined behaviour in"),
     (Rule::Ubsan, r"^UBSAN: ([a-z-]+) in"),
     (Rule::DivideError, r"^divide error: [0-9a-f]+ \["),
@@ -185,7 +190,7 @@ const TABLE: &[(Rule, &str)] = &[
         r"^Unable to handle kernel (NULL pointer dereference|paging request) at virtual address",
     ),
     (Rule::RustPanic, r"^rust_kernel: panicked at "),
-    (Rule::SyzFail, r"^(SYZFAIL|SYZFATAL): ?(.*)"),
+    (Rule::SyzFail, r"(SYZFAIL|SYZFATAL): ?(.*)"),
     (Rule::BadPage, r"^BUG: Bad page (state|map)"),
     (Rule::Oops, r"^Oops(?: - \w+)?: [0-9a-f]+ \[#\d+\]"),
     (Rule::BugOther, r"^BUG: ([A-Za-z].*)"),
@@ -287,7 +292,7 @@ fn ip_function(lines: &[String]) -> Option<String> {
 /// The first `..., at: func+0x..` lockdep prints after a lock (the lock the report is about).
 fn lock_at(lines: &[String]) -> Option<String> {
     static AT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?:, at: |^\s*at: )(?:\[<[0-9a-f]+>\] )?([A-Za-z_][\w.]*)\+0x").unwrap()
+        Regex::new(r"(?:, at: |^\s*at: )(?:\[<[0-9a-f]+>\]\s*)?([A-Za-z_][\w.]*)\+0x").unwrap()
     });
     let mut first = None;
     for (i, l) in lines.iter().enumerate().take(200) {
@@ -328,21 +333,101 @@ fn or_stack(first: Option<String>, trace: &[Frame]) -> Option<String> {
     first.or_else(|| pick(trace))
 }
 
-/// Hangs and stalls: the code the watchdog interrupt found running (the task part of the
-/// stack after the interrupt part), or the blocked task's own frames.
+/// The trace of the stalled CPU: the first one with an interrupt part (the watchdog's
+/// interrupt on top of the looping code); stall reports print other stacks first (the RCU
+/// grace-period kthread).
+fn stall_trace(lines: &[String], first: &[Frame]) -> Vec<Frame> {
+    frames::all_traces(lines)
+        .into_iter()
+        .find(|t| t.iter().any(|f| f.after_irq))
+        .unwrap_or_else(|| first.to_vec())
+}
+
+/// Stalls and lockups: the kernel loops somewhere in a call chain, and where the watchdog
+/// interrupt lands in that loop is chance. The title names a representative function further
+/// down instead: the work function a dispatcher (kthread, workqueue, task work, timer) ran, or
+/// the system call — for multiplexing calls (ioctl, sendmsg, read, ...) the handler they
+/// dispatched to. Falls back to the top of the interrupted code.
 fn stall_guilty(trace: &[Frame], lines: &[String]) -> Option<String> {
-    if trace.iter().any(|f| f.after_irq)
-        && let Some(g) = pick(trace.iter().filter(|f| f.after_irq))
+    static SYSCALL: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:__x64_|__ia32_|__arm64_|__se_|__do_|__|compat_)?(?:sys|SyS|compat_sys|compat_SyS)_(\w+)$").unwrap()
+    });
+    static MULTIPLEX: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:ioctl|compat_ioctl|sendmsg|sendmmsg|recvmsg|sendto|recvfrom|write|read|writev|readv|pwrite64|pread64|pwritev\w*|preadv\w*|setsockopt|getsockopt|splice|sendfile\w*)$").unwrap()
+    });
+    static DISPATCH: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:ksys_\w+|do_vfs_ioctl|vfs_ioctl|do_ioctl|\w*compat_\w*ioctl\w*|__?_*sys_\w+|sock_sendmsg\w*|sock_recvmsg\w*|sock_write_iter|sock_read_iter|sock_ioctl|sock_do_ioctl|vfs_\w+|__vfs_\w+|new_sync_\w+|call_\w+_iter|do_iter_\w+|do_loop_readv_writev|do_readv|do_writev|do_sendfile|do_splice\w*|sock_common_\w+|sock_setsockopt|security_\w+|sock_sendpage|kernel_sendpage)$").unwrap()
+    });
+    static RUNNER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(?:kthread|process_one_work|process_scheduled_works|worker_thread|task_work_run|call_timer_fn|expire_timers|__run_timers|run_timer_softirq|rcu_do_batch|rcu_core|smpboot_thread_fn)$").unwrap()
+    });
+    let part: Vec<&Frame> = if trace.iter().any(|f| f.after_irq) {
+        trace.iter().filter(|f| f.after_irq).collect()
+    } else {
+        trace.iter().collect()
+    };
+    let usable = |f: &&&Frame| !frames::is_generic(&f.name) && !DISPATCH.is_match(&f.name);
+    // A stall inside a cross-CPU call is about the call.
+    if let Some(top) = part.iter().find(|f| !frames::is_generic(&f.name))
+        && top.name.starts_with("smp_call_function")
     {
-        return Some(g);
+        return Some("smp_call_function".to_string());
     }
-    ip_function(lines).or_else(|| pick(trace))
+    for i in (0..part.len()).rev() {
+        let name = &part[i].name;
+        if RUNNER.is_match(name) {
+            if let Some(f) = part[..i].iter().rev().find(usable) {
+                return Some(f.name.clone());
+            }
+        } else if let Some(c) = SYSCALL.captures(name) {
+            if MULTIPLEX.is_match(&c[1]) {
+                if let Some(f) = part[..i].iter().rev().find(usable) {
+                    return Some(f.name.clone());
+                }
+            } else {
+                return Some(name.clone());
+            }
+        }
+    }
+    pick(part.iter().copied()).or_else(|| ip_function(lines))
 }
 
 /// Decides the title of a report. `before` are the few message lines printed just before the
 /// header (a `cut here` line, an ODEBUG or refcount message), `lines` the report itself,
 /// header first; `trace` its first call trace.
 pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame]) -> Verdict {
+    let mut v = verdict_inner(h, before, lines, trace);
+    // Reports of these kinds always print a call trace; without one that shows more than the
+    // reporting machinery the report is damaged, and syzbot's convention names no function.
+    let needs_stack = matches!(
+        h.rule,
+        Rule::Warning
+            | Rule::WarningOld
+            | Rule::WarningNew
+            | Rule::Gpf
+            | Rule::NullDeref
+            | Rule::Paging
+            | Rule::ArmPaging
+            | Rule::KernelBug
+            | Rule::GuardPage
+            | Rule::DivideError
+            | Rule::Kasan
+            | Rule::Kmsan
+            | Rule::SuspiciousRcu
+            | Rule::ArmInternal
+            | Rule::ArmUnhandled
+    );
+    if needs_stack
+        && !trace.iter().any(|f| !frames::is_generic(&f.name))
+        && let Some((what, _)) = v.title.rsplit_once(" in ")
+    {
+        v.title = format!("{what} in {CORRUPTED}");
+        v.guilty = None;
+    }
+    v
+}
+
+fn verdict_inner(h: &Header, before: &[String], lines: &[String], trace: &[Frame]) -> Verdict {
     let v = |title: String, kind: &str, guilty: Option<String>| Verdict {
         title,
         kind: kind.to_string(),
@@ -354,9 +439,9 @@ pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame])
             .take(6)
             .find_map(|l| {
                 let t = l.trim_start();
-                if t.starts_with("Read of size") {
+                if t.starts_with("Read of size") || t.starts_with("Read at addr") {
                     Some("Read")
-                } else if t.starts_with("Write of size") {
+                } else if t.starts_with("Write of size") || t.starts_with("Write at addr") {
                     Some("Write")
                 } else {
                     None
@@ -367,6 +452,11 @@ pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame])
     match h.rule {
         Rule::Sysrq => v("sysrq: Trigger a crash".into(), "SYSRQ", pick(trace)),
         Rule::Panic => panic_verdict(h.cap(0), lines, trace),
+        Rule::KasanOld if !access().is_empty() => {
+            let g = pick(trace).or_else(|| nongeneric(h.cap(1)));
+            let what = format!("KASAN: {} {}", h.cap(0), access());
+            v(with_guilty(&what, &g), &kasan_kind(h.cap(0), access()), g)
+        }
         Rule::KasanOld => {
             let g = Some(frames::normalize(h.cap(1)).to_string());
             v(
@@ -381,7 +471,7 @@ pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame])
         }
         Rule::Kasan => {
             let kind = h.cap(0);
-            let kind = if kind.contains("invalid-free") {
+            let kind = if kind.contains("invalid-free") || kind == "double-free" {
                 "invalid-free"
             } else {
                 kind
@@ -496,11 +586,15 @@ pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame])
         ),
         Rule::Warning | Rule::WarningOld | Rule::WarningNew => {
             let func = if h.rule == Rule::Warning {
-                h.cap(2)
+                h.cap(3)
             } else {
                 h.cap(0)
             };
-            warning_verdict(func, before, lines, trace)
+            let file = match h.rule {
+                Rule::Warning => h.cap(2),
+                _ => "",
+            };
+            warning_verdict(func, file, before, lines, trace)
         }
         Rule::Deadlock => {
             let g = lock_at(lines);
@@ -554,11 +648,11 @@ pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame])
             v(with_guilty("INFO: task can't die", &g), "HANG", g)
         }
         Rule::RcuStall => {
-            let g = stall_guilty(trace, lines);
+            let g = stall_guilty(&stall_trace(lines, trace), lines);
             v(with_guilty("INFO: rcu detected stall", &g), "HANG", g)
         }
         Rule::SoftLockup => {
-            let g = stall_guilty(trace, lines);
+            let g = stall_guilty(&stall_trace(lines, trace), lines);
             v(with_guilty("BUG: soft lockup", &g), "HANG", g)
         }
         Rule::HardLockup => {
@@ -612,12 +706,26 @@ pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame])
                 g,
             )
         }
+        Rule::WaitContext => {
+            let g = pick(trace);
+            v(with_guilty("WARNING: locking bug", &g), "LOCKDEP", g)
+        }
         Rule::WqLockup => v("BUG: workqueue lockup".into(), "HANG", None),
         Rule::Leak => {
             let start = lines
                 .iter()
                 .position(|l| l.trim_start().starts_with("backtrace"));
-            let g = start.and_then(|s| pick(&frames::trace_from(&lines[s + 1..])));
+            // Everything that allocates on the leaker's behalf is skipped, so the title names
+            // the code that owns the object.
+            static ALLOC: LazyLock<Regex> = LazyLock::new(|| {
+                Regex::new(r"alloc|^pcpu_|^kmem|^kstrdup|^kmemdup|^slab|^__slab|^idr_|^ida_|^kzalloc|^kcalloc").unwrap()
+            });
+            let g = start.and_then(|s| {
+                frames::trace_from(&lines[s + 1..])
+                    .into_iter()
+                    .find(|f| !frames::is_generic(&f.name) && !ALLOC.is_match(&f.name))
+                    .map(|f| f.name)
+            });
             v(with_guilty("memory leak", &g), "LEAK", g)
         }
         Rule::UbsanOld => {
@@ -774,15 +882,15 @@ fn panic_verdict(msg: &str, lines: &[String], trace: &[Frame]) -> Verdict {
         );
     }
     if msg.starts_with("corrupted stack end detected") {
-        let g = pick(trace);
+        let g = stall_guilty(trace, lines);
         return v(
             with_guilty("kernel panic: corrupted stack end", &g),
             "PANIC",
             g,
         );
     }
-    let _ = lines;
     let text = msg.trim_end_matches(['.', ' ']);
+    let text = text.strip_suffix(" in interrupt").unwrap_or(text);
     let text = text.split(" - ").next().unwrap_or(text);
     v(
         format!("kernel panic: {}", normalize_numbers(text)),
@@ -791,7 +899,13 @@ fn panic_verdict(msg: &str, lines: &[String], trace: &[Frame]) -> Verdict {
     )
 }
 
-fn warning_verdict(func: &str, before: &[String], lines: &[String], trace: &[Frame]) -> Verdict {
+fn warning_verdict(
+    func: &str,
+    file: &str,
+    before: &[String],
+    lines: &[String],
+    trace: &[Frame],
+) -> Verdict {
     let near: Vec<&str> = before
         .iter()
         .chain(lines.iter().skip(1).take(3))
@@ -812,7 +926,7 @@ fn warning_verdict(func: &str, before: &[String], lines: &[String], trace: &[Fra
     if has("refcount_t:") {
         return v("WARNING: refcount bug", "REFCOUNT-WARNING", stack_guilty());
     }
-    if has("DEBUG_LOCKS_WARN_ON") {
+    if has("DEBUG_LOCKS_WARN_ON") || file.starts_with("kernel/locking/") {
         return v("WARNING: locking bug", "LOCKDEP", stack_guilty());
     }
     if near.iter().any(|l| is_list_corruption(l)) {
@@ -829,9 +943,7 @@ fn warning_verdict(func: &str, before: &[String], lines: &[String], trace: &[Fra
     if g.as_deref() == Some("usb_submit_urb") {
         let caller = trace
             .iter()
-            .skip_while(|f| f.name != "usb_submit_urb")
-            .skip(1)
-            .find(|f| !frames::is_generic(&f.name))
+            .find(|f| !frames::is_generic(&f.name) && f.name != "usb_submit_urb")
             .map(|f| f.name.clone());
         let title = format!(
             "WARNING in {}/usb_submit_urb",
