@@ -966,7 +966,8 @@ mod tests {
     fn headers_recognized() {
         let h = header("WARNING: CPU: 1 PID: 77 at net/core/x.c:12 foo_bar+0x1/0x2").unwrap();
         assert_eq!(h.rule, Rule::Warning);
-        assert_eq!(h.caps[2], "foo_bar");
+        assert_eq!(h.caps[3], "foo_bar");
+        assert_eq!(h.caps[2], "net/core/x.c:12");
         assert_eq!(
             header("BUG: KASAN: use-after-free in foo+0x1/0x2")
                 .unwrap()
