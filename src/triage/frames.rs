@@ -72,6 +72,21 @@ pub fn parse_frame(msg: &str) -> Option<(&str, bool)> {
         let end = rest.find(">]")?;
         s = rest[end + 2..].trim_start();
     }
+    // powerpc: `[c00000003ae5b800] [c00000000135c19c] func+0x128/0x1cc (unreliable)`,
+    // `--- interrupt: 700 at func+0x2c/0x70`
+    while let Some(rest) = s.strip_prefix('[') {
+        let end = rest.find(']')?;
+        if !rest[..end].bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        s = rest[end + 1..].trim_start();
+    }
+    if let Some(rest) = s.strip_prefix("--- interrupt: ") {
+        s = rest.split_once(" at ")?.1;
+    }
+    if s.ends_with("(unreliable)") {
+        reliable = false;
+    }
     if let Some(rest) = s.strip_prefix("? ") {
         reliable = false;
         s = rest.trim_start();
@@ -157,7 +172,7 @@ pub fn is_trace_end(msg: &str) -> bool {
 /// between the interrupt and task parts, stack markers.
 pub fn is_trace_filler(msg: &str) -> bool {
     static FILLER: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^\s*(?:<[/A-Z#]+>\s*$|RIP: |RSP: |R[A-Z0-9]{1,2}: |Code: |FS: |CS: |DS: |CR[0-9]: |DR[0-9]: |PKRU: |ORIG_RAX|EFLAGS|EIP: |EAX: |ESI: |sp : |pc : |lr : |x[0-9]+ ?: |pstate: |Exception stack|Stack: |[0-9a-f]{8,16}(?: [0-9a-f]{8,16})+\s*$|Hardware name|task: |CPU: |Workqueue: |Call Trace:|Call trace:)").unwrap()
+        Regex::new(r"^\s*(?:<[/A-Z#]+>\s*$|RIP: |RSP: |R[A-Z0-9]{1,2}: |Code: |FS: |CS: |DS: |CR[0-9]: |DR[0-9]: |PKRU: |ORIG_RAX|EFLAGS|EIP: |EAX: |ESI: |sp : |pc : |lr : |x[0-9]+ ?: |pstate: |Exception stack|Stack: |[0-9a-f]{8,16}(?: [0-9a-f]{8,16})+\s*$|Hardware name|task: |CPU: |Workqueue: )").unwrap()
     });
     FILLER.is_match(msg)
 }
@@ -234,9 +249,19 @@ pub fn trace_from(lines: &[String]) -> Vec<Frame> {
         if t.is_empty() && l.trim().len() != l.len() {
             continue; // a marker alone on its line
         }
+        if is_trace_start(t) && !frames.is_empty() {
+            break; // the next trace (another task or CPU)
+        }
         if let Some((name, reliable)) = parse_frame(t) {
             junk = 0;
             arm_from = arm_caller(t).map(|c| normalize(c).to_string());
+            // arm64 prints no <IRQ> markers: the interrupt vector's frame separates the
+            // interrupt from the code it interrupted.
+            if matches!(normalize(name), "el1h_64_irq" | "el1_irq" | "el1_interrupt") && !after_irq
+            {
+                after_irq = true;
+                continue;
+            }
             if reliable {
                 frames.push(Frame {
                     name: normalize(name).to_string(),
@@ -270,8 +295,10 @@ pub fn trace_from(lines: &[String]) -> Vec<Frame> {
         if is_trace_filler(t) {
             continue;
         }
+        // Other output may sit between a trace's header and its first frame (console lines
+        // of other CPUs); once frames flow, a run of non-frame lines ends the trace.
         junk += 1;
-        if junk > 8 {
+        if junk > if frames.is_empty() { 60 } else { 8 } {
             break;
         }
     }

@@ -14,6 +14,9 @@ pub struct Stripped<'a> {
     /// without one inside a prefixed report come from elsewhere (a program writing to the same
     /// console) and are not part of the report.
     pub prefixed: bool,
+    /// The caller id (`T81` for a task, `C1` for a CPU in interrupt context) when printed:
+    /// lines of one report share it, so it separates reports printed at the same time.
+    pub caller: Option<&'a str>,
 }
 
 /// Removes the prefixes a kernel console line may carry, in any combination and order:
@@ -22,6 +25,7 @@ pub struct Stripped<'a> {
 pub fn strip(raw: &str) -> Stripped<'_> {
     let mut s = trim_noise(raw);
     let mut prefixed = false;
+    let mut caller = None;
     loop {
         let before = s.len();
         if let Some(rest) = strip_ext_header(s) {
@@ -30,7 +34,10 @@ pub fn strip(raw: &str) -> Stripped<'_> {
         if let Some(rest) = strip_priority(s) {
             s = rest;
         }
-        if let Some(rest) = strip_bracket(s) {
+        if let Some((rest, inner)) = strip_bracket(s) {
+            if is_caller(inner) {
+                caller = Some(inner);
+            }
             s = rest;
         }
         if s.len() == before {
@@ -42,7 +49,11 @@ pub fn strip(raw: &str) -> Stripped<'_> {
         // One separator space follows a timestamp; indentation beyond it belongs to the message.
         s = s.strip_prefix(' ').unwrap_or(s);
     }
-    Stripped { msg: s, prefixed }
+    Stripped {
+        msg: s,
+        prefixed,
+        caller,
+    }
 }
 
 /// Drops trailing CR/LF, a leading run of CRs and NULs, and caps the length.
@@ -87,12 +98,12 @@ fn strip_priority(s: &str) -> Option<&str> {
 }
 
 /// `[   72.150000]`, `[  T81]`, `[ C1]`, `[4:  comm: 123]`.
-fn strip_bracket(s: &str) -> Option<&str> {
+fn strip_bracket(s: &str) -> Option<(&str, &str)> {
     let rest = s.strip_prefix('[')?;
     let end = rest.get(..48.min(rest.len()))?.find(']')?;
     let inner = rest[..end].trim();
     let ok = is_timestamp(inner) || is_caller(inner) || is_vendor(inner);
-    ok.then(|| &rest[end + 1..])
+    ok.then(|| (&rest[end + 1..], inner))
 }
 
 fn is_timestamp(s: &str) -> bool {
@@ -133,6 +144,8 @@ mod tests {
         assert_eq!(strip("[   30.020000][   T81] BUG: x").msg, "BUG: x");
         assert_eq!(strip("[   30.020000][    C1] BUG: x").msg, "BUG: x");
         assert!(strip("[   30.020000][   T81] BUG: x").prefixed);
+        assert_eq!(strip("[   30.020000][   T81] BUG: x").caller, Some("T81"));
+        assert_eq!(strip("[   30.020000] BUG: x").caller, None);
     }
 
     #[test]

@@ -101,6 +101,11 @@ struct Pending {
     lines: Vec<String>,
     /// The header carried a kernel prefix: unprefixed lines are someone else's output.
     prefixed: bool,
+    /// The header's caller id: lines with another one were printed by another task or CPU
+    /// at the same time.
+    caller: Option<String>,
+    /// Lines of another caller's crash report were interleaved with this one.
+    interleaved: bool,
     /// Lines seen since the header (kept or not).
     seen: usize,
     ended: bool,
@@ -152,15 +157,23 @@ impl Triage {
                 None => false,
             };
             if fold {
-                self.push_line(msg, st.prefixed);
+                if let Some(p) = &mut self.pending
+                    && p.caller.is_some()
+                    && st.caller.is_some()
+                    && p.caller.as_deref() != st.caller
+                    && !h.is_consequence()
+                {
+                    p.interleaved = true;
+                }
+                self.push_line(msg, st.prefixed, st.caller);
             } else if h.is_consequence() && self.crashed {
                 // The panic that follows a report already closed.
             } else {
                 self.close();
-                self.start(h, msg, st.prefixed);
+                self.start(h, msg, st.prefixed, st.caller);
             }
         } else {
-            self.push_line(msg, st.prefixed);
+            self.push_line(msg, st.prefixed, st.caller);
         }
 
         if self.recent.len() == BEFORE {
@@ -175,7 +188,7 @@ impl Triage {
         self.reports
     }
 
-    fn start(&mut self, header: rules::Header, msg: &str, prefixed: bool) {
+    fn start(&mut self, header: rules::Header, msg: &str, prefixed: bool, caller: Option<&str>) {
         self.crashed = true;
         if self.reports.len() >= MAX_REPORTS {
             self.dropped += 1;
@@ -187,19 +200,26 @@ impl Triage {
             before: self.recent.iter().cloned().collect(),
             lines: vec![msg.to_string()],
             prefixed,
+            caller: caller.map(str::to_string),
+            interleaved: false,
             seen: 0,
             ended: false,
             truncated: false,
         });
     }
 
-    fn push_line(&mut self, msg: &str, prefixed: bool) {
+    fn push_line(&mut self, msg: &str, prefixed: bool, caller: Option<&str>) {
         let Some(p) = &mut self.pending else {
             return;
         };
         p.seen += 1;
         if p.prefixed && !prefixed {
             return; // another program's output interleaved with the report
+        }
+        if let (Some(mine), Some(theirs)) = (p.caller.as_deref(), caller)
+            && mine != theirs
+        {
+            return; // another task or CPU printing at the same time
         }
         let t = msg.trim_start();
         if t.starts_with("---[ end") || t.starts_with("Rebooting in") {
@@ -225,9 +245,10 @@ impl Triage {
         let meta = Meta::from_lines(&p.before, &p.lines);
         let corrupted = v.guilty.is_none() && v.title.ends_with(rules::CORRUPTED)
             || (frames.is_empty() && v.guilty.is_none())
-            || v.title.ends_with(" in corrupted");
+            || v.title.ends_with(" in corrupted")
+            || p.interleaved
+            || p.truncated;
         let signature = signature(&v.title, &frames, v.guilty.as_deref());
-        let _ = p.truncated;
         self.reports.push(CrashReport {
             title: v.title,
             kind: v.kind,

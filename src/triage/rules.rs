@@ -337,6 +337,18 @@ fn or_stack(first: Option<String>, trace: &[Frame]) -> Option<String> {
 /// interrupt on top of the looping code); stall reports print other stacks first (the RCU
 /// grace-period kthread).
 fn stall_trace(lines: &[String], first: &[Frame]) -> Vec<Frame> {
+    // Newer kernels print the looping instruction (RIP) above the first trace.
+    let first_start = lines.iter().position(|l| frames::is_trace_start(l));
+    if let Some(start) = first_start
+        && let Some(rip) = lines[..start].iter().find_map(|l| frames::parse_ip(l))
+    {
+        let mut t = vec![Frame {
+            name: frames::normalize(rip).to_string(),
+            after_irq: false,
+        }];
+        t.extend(first.iter().filter(|f| !f.after_irq).cloned());
+        return t;
+    }
     frames::all_traces(lines)
         .into_iter()
         .find(|t| t.iter().any(|f| f.after_irq))
@@ -366,7 +378,9 @@ fn stall_guilty(trace: &[Frame], lines: &[String]) -> Option<String> {
     } else {
         trace.iter().collect()
     };
-    let usable = |f: &&&Frame| !frames::is_generic(&f.name) && !DISPATCH.is_match(&f.name);
+    let usable = |f: &&&Frame| {
+        !frames::is_generic(&f.name) && !DISPATCH.is_match(&f.name) && !RUNNER.is_match(&f.name)
+    };
     // A stall inside a cross-CPU call is about the call.
     if let Some(top) = part.iter().find(|f| !frames::is_generic(&f.name))
         && top.name.starts_with("smp_call_function")
@@ -404,23 +418,20 @@ pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame])
         Rule::Warning
             | Rule::WarningOld
             | Rule::WarningNew
-            | Rule::Gpf
-            | Rule::NullDeref
-            | Rule::Paging
-            | Rule::ArmPaging
-            | Rule::KernelBug
             | Rule::GuardPage
-            | Rule::DivideError
-            | Rule::Kasan
-            | Rule::Kmsan
             | Rule::SuspiciousRcu
             | Rule::ArmInternal
             | Rule::ArmUnhandled
     );
     if needs_stack
         && !trace.iter().any(|f| !frames::is_generic(&f.name))
-        && let Some((what, _)) = v.title.rsplit_once(" in ")
+        && let Some((what, tail)) = v.title.rsplit_once(" in ")
     {
+        if tail.ends_with("/usb_submit_urb") {
+            v.title = format!("{what} in {CORRUPTED}/usb_submit_urb");
+            v.guilty = None;
+            return v;
+        }
         v.title = format!("{what} in {CORRUPTED}");
         v.guilty = None;
     }
@@ -932,7 +943,10 @@ fn warning_verdict(
     if near.iter().any(|l| is_list_corruption(l)) {
         return v("BUG: corrupted list", "MEMORY-SAFETY-BUG", stack_guilty());
     }
-    if func.contains("kmalloc") || func.contains("kvmalloc") || func.starts_with("__alloc_pages") {
+    if ["kmalloc", "__kmalloc", "kvmalloc"]
+        .iter()
+        .any(|p| func.starts_with(p))
+    {
         return v("WARNING: kmalloc bug", "WARNING", stack_guilty());
     }
     let g = header_guilty
