@@ -53,6 +53,8 @@ pub enum Command {
     Lab(crate::lab::LabArgs),
     /// Find kernel crash reports in log files and name them (title, kind, signature).
     Triage(crate::triage_cmd::TriageArgs),
+    /// What crashed across the fleet recently, grouped by crash signature (exit 3 if anything).
+    Crashes(crate::crashes::CrashesArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -397,6 +399,7 @@ pub fn main() -> i32 {
             Command::Inventory(a) => run_inventory(a),
             Command::Lab(a) => crate::lab::run(a).await,
             Command::Triage(a) => crate::triage_cmd::run(a),
+            Command::Crashes(a) => crate::crashes::run(a).await,
         }
     });
     match result {

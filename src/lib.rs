@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod crashes;
 pub mod crashtest;
 pub mod facts;
 pub mod inventory;

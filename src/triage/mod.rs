@@ -52,7 +52,8 @@ pub struct CrashReport {
     pub cpu: Option<u32>,
     pub pid: Option<u32>,
     pub comm: Option<String>,
-    /// The report is damaged: no call trace, no guilty frame, or cut off.
+    /// The report is damaged: no call trace, no guilty frame, or another crash report
+    /// interleaved with it.
     pub corrupted: bool,
     /// Hex digest of the title and the top frames from the guilty one on (docs/triage.md).
     pub signature: String,
@@ -109,7 +110,6 @@ struct Pending {
     /// Lines seen since the header (kept or not).
     seen: usize,
     ended: bool,
-    truncated: bool,
 }
 
 /// Line-by-line crash finder; see the module documentation.
@@ -176,10 +176,15 @@ impl Triage {
             self.push_line(msg, st.prefixed, st.caller);
         }
 
-        if self.recent.len() == BEFORE {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(trimmed.to_string());
+        // Reuse the oldest buffer: no allocation per line once the window is full.
+        let mut buf = if self.recent.len() == BEFORE {
+            self.recent.pop_front().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        buf.clear();
+        buf.push_str(trimmed);
+        self.recent.push_back(buf);
     }
 
     /// Ends the input and returns the reports, first first.
@@ -204,7 +209,6 @@ impl Triage {
             interleaved: false,
             seen: 0,
             ended: false,
-            truncated: false,
         });
     }
 
@@ -227,8 +231,6 @@ impl Triage {
         }
         if p.lines.len() < MAX_REPORT_LINES {
             p.lines.push(msg.to_string());
-        } else {
-            p.truncated = true;
         }
         if p.ended && p.seen > FOLD_LINES {
             self.close();
@@ -246,8 +248,7 @@ impl Triage {
         let corrupted = v.guilty.is_none() && v.title.ends_with(rules::CORRUPTED)
             || (frames.is_empty() && v.guilty.is_none())
             || v.title.ends_with(" in corrupted")
-            || p.interleaved
-            || p.truncated;
+            || p.interleaved;
         let signature = signature(&v.title, &frames, v.guilty.as_deref());
         self.reports.push(CrashReport {
             title: v.title,
