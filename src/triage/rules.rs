@@ -27,7 +27,6 @@ pub enum Rule {
     StackBadBp,
     StackBadFp,
     Warning,
-    WarningOld,
     WarningNew,
     Deadlock,
     Inconsistent,
@@ -55,6 +54,7 @@ pub enum Rule {
     DivideError,
     InvalidOpcode,
     GuardPage,
+    NonStaticKey,
     SlubInfo,
     Dentry,
     BusyInodes,
@@ -92,7 +92,10 @@ const TABLE: &[(Rule, &str)] = &[
         r"^BUG: unable to handle (?:kernel paging request|page fault|kernel at)",
     ),
     (Rule::Gpf, r"general protection fault(?:[:,]| for)"),
-    (Rule::StackSegment, r"^stack segment: [0-9a-f]+ \["),
+    (
+        Rule::StackSegment,
+        r"^(?:Oops: )?stack segment: [0-9a-f]+ \[",
+    ),
     (Rule::KernelBug, r"^kernel BUG at "),
     (
         Rule::ListCorrupt,
@@ -108,9 +111,8 @@ const TABLE: &[(Rule, &str)] = &[
     ),
     (
         Rule::Warning,
-        r"^WARNING: (?:CPU: (\d+) PID: (\d+) )?at (\S+) ([^\s+]+)?",
+        r"^WARNING: (?:CPU: (\d+) PID: (\d+) )?at (\S+) ([A-Za-z_][\w.]*)?",
     ),
-    (Rule::WarningOld, r"^WARNING: at \S+ ([^\s(]+)\(\)"),
     (Rule::WarningNew, r"^WARNING: \S+:\d+ at ([^\s+,]+)"),
     (
         Rule::Deadlock,
@@ -162,7 +164,10 @@ const TABLE: &[(Rule, &str)] = &[
     ),
     (Rule::SchedAtomic, r"^BUG: scheduling while atomic"),
     (Rule::Preemptible, r"^BUG: using (\w+\(\)) in preemptible"),
-    (Rule::WqLeak, r"^BUG: workqueue leaked lock or atomic"),
+    (
+        Rule::WqLeak,
+        r"^BUG: workqueue leaked (?:lock or atomic|atomic, lock or RCU)",
+    ),
     (Rule::WqLockup, r"^BUG: workqueue lockup"),
     (Rule::Leak, r"BUG: memory leak\s*$"),
     (
@@ -171,9 +176,19 @@ const TABLE: &[(Rule, &str)] = &[
     ),
     (Rule::UbsanOld, r"^UBSAN: Undefined behaviour in"),
     (Rule::Ubsan, r"^UBSAN: ([a-z-]+) in"),
-    (Rule::DivideError, r"^divide error: [0-9a-f]+ \["),
-    (Rule::InvalidOpcode, r"^invalid opcode: [0-9a-f]+ \["),
-    (Rule::GuardPage, r"^BUG: stack guard page was hit"),
+    (Rule::DivideError, r"^(?:Oops: )?divide error: [0-9a-f]+ \["),
+    (
+        Rule::InvalidOpcode,
+        r"^(?:Oops: )?invalid opcode: [0-9a-f]+ \[",
+    ),
+    (
+        Rule::GuardPage,
+        r"^BUG: (?:TASK |IRQ )?stack guard page was hit",
+    ),
+    (
+        Rule::NonStaticKey,
+        r"^INFO: trying to register non-static key",
+    ),
     (
         Rule::SlubInfo,
         r"^INFO: (Allocated|Freed) in ([^\s+]+)\S* age=\d+ cpu=\d+ pid=\d+",
@@ -211,8 +226,14 @@ pub struct Header {
 /// Recognizes the first line of a report (message text, prefixes already stripped).
 pub fn header(msg: &str) -> Option<Header> {
     let t = msg.trim();
-    // A cheap filter first: every header holds one of these bytes sequences.
-    if t.len() < 6 {
+    // A cheap filter first (one literal search): every header pattern holds one of these.
+    static PRE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"BUG|WARNING: |INFO|Kernel panic|Trigger a crash|general protection fault|stack segment|list_|UBSAN: |divide error|invalid opcode|VFS: Busy|Unhandled fault|Internal error|Unable to handle kernel|rust_kernel: panicked|SYZF|Oops|hard LOCKUP|Invalid wait context",
+        )
+        .unwrap()
+    });
+    if t.len() < 6 || !PRE.is_match(t) {
         return None;
     }
     let idx = SET.matches(t).into_iter().next()?;
@@ -416,7 +437,6 @@ pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame])
     let needs_stack = matches!(
         h.rule,
         Rule::Warning
-            | Rule::WarningOld
             | Rule::WarningNew
             | Rule::GuardPage
             | Rule::SuspiciousRcu
@@ -595,7 +615,7 @@ fn verdict_inner(h: &Header, before: &[String], lines: &[String], trace: &[Frame
             "WARNING",
             None,
         ),
-        Rule::Warning | Rule::WarningOld | Rule::WarningNew => {
+        Rule::Warning | Rule::WarningNew => {
             let func = if h.rule == Rule::Warning {
                 h.cap(3)
             } else {
@@ -755,6 +775,14 @@ fn verdict_inner(h: &Header, before: &[String], lines: &[String], trace: &[Frame
             let g = or_stack(ip_function(lines), trace);
             v(with_guilty("invalid opcode", &g), "BUG", g)
         }
+        Rule::NonStaticKey => {
+            let g = pick(trace);
+            v(
+                with_guilty("INFO: trying to register non-static key", &g),
+                "LOCKDEP",
+                g,
+            )
+        }
         Rule::GuardPage => {
             let g = or_stack(ip_function(lines), trace);
             v(with_guilty("BUG: stack guard page was hit", &g), "BUG", g)
@@ -812,7 +840,15 @@ fn verdict_inner(h: &Header, before: &[String], lines: &[String], trace: &[Frame
         }
         Rule::BugOther => {
             let g = pick(trace);
-            let what = normalize_numbers(h.cap(0).trim_end_matches(['!', '.', ':']));
+            // The message up to its first detail (`: `, ` - `, `!`): the details are
+            // addresses, counters and task names that differ between occurrences.
+            let msg = h.cap(0);
+            let cut = [": ", " - ", "!"]
+                .iter()
+                .filter_map(|p| msg.find(p))
+                .min()
+                .unwrap_or(msg.len());
+            let what = normalize_numbers(msg[..cut].trim_end_matches(['.', ':', ' ']));
             v(with_guilty(&format!("BUG: {what}"), &g), "BUG", g)
         }
     }
@@ -989,6 +1025,10 @@ mod tests {
             Rule::Kasan
         );
         assert_eq!(header("WARNING: /etc/ssh/moduli does not exist"), None);
+        assert_eq!(
+            header("WARNING: at fs/x.c:12 old_fn()").unwrap().caps[3],
+            "old_fn"
+        );
         assert_eq!(header("the mand mount option is deprecated"), None);
         assert_eq!(
             header("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:1]")
@@ -996,6 +1036,73 @@ mod tests {
                 .rule,
             Rule::SoftLockup
         );
+    }
+
+    #[test]
+    fn every_rule_has_a_header_that_passes_the_filter() {
+        let samples = [
+            "sysrq: Trigger a crash",
+            "Kernel panic - not syncing: VFS: Unable to mount root fs",
+            "BUG: KASAN: slab-out-of-bounds in f+0x1/0x2 at addr ffff8800",
+            "BUG: KASAN: use-after-free in f+0x1/0x2",
+            "BUG: KMSAN: uninit-value in f+0x1/0x2",
+            "BUG: KCSAN: data-race in f / g",
+            "BUG: KFENCE: out-of-bounds read in f+0x1/0x2",
+            "BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "BUG: unable to handle page fault for address: ffffc90000000000",
+            "Oops: general protection fault, probably for non-canonical address 0xdffffc0000000000: 0000 [#1]",
+            "Oops: stack segment: 0000 [#1] PREEMPT SMP",
+            "kernel BUG at mm/slub.c:100!",
+            "list_del corruption, ffff888000000000->next is NULL",
+            "WARNING: kernel stack regs at ffffc900 in x:1 has bad 'bp' value 0000",
+            "WARNING: kernel stack frame pointer at ffffc900 in x:1 has bad value 0000",
+            "WARNING: CPU: 0 PID: 1 at a/b.c:1 f+0x1/0x2",
+            "WARNING: a/b.c:1 at f+0x1/0x2, CPU#0: x/1",
+            "WARNING: possible circular locking dependency detected",
+            "WARNING: inconsistent lock state",
+            "WARNING: bad unlock balance detected!",
+            "WARNING: held lock freed!",
+            "WARNING: x/1 still has locks held!",
+            "WARNING: lock held when returning to user space!",
+            "WARNING: suspicious RCU usage",
+            "BUG: MAX_LOCKDEP_CHAINS too low!",
+            "INFO: task x:1 blocked for more than 120 seconds.",
+            "INFO: task x:1 can't die for more than 120 seconds.",
+            "rcu: INFO: rcu_preempt self-detected stall on CPU",
+            "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:1]",
+            "NMI watchdog: Watchdog detected hard LOCKUP on cpu 1",
+            "BUG: spinlock recursion on CPU#0, x/1",
+            "BUG: sleeping function called from invalid context at a.c:1",
+            "BUG: scheduling while atomic: x/1/0x00000002",
+            "BUG: using smp_processor_id() in preemptible [00000000] code: x/1",
+            "BUG: workqueue leaked atomic, lock or RCU: kworker/0:1[1]",
+            "BUG: workqueue lockup - pool cpus=0 node=0",
+            "BUG: memory leak",
+            "BUG: Invalid wait context",
+            "UBSAN: Undefined behaviour in a.c:1:2",
+            "UBSAN: shift-out-of-bounds in a.c:1:2",
+            "Oops: divide error: 0000 [#1] SMP",
+            "invalid opcode: 0000 [#1] SMP",
+            "BUG: TASK stack guard page was hit at ffffc900 (stack is ffffc900..ffffc900)",
+            "INFO: trying to register non-static key.",
+            "INFO: Allocated in f+0x1/0x2 age=1 cpu=0 pid=1",
+            "BUG: Dentry ffff{i=0,n=x}  still in use (1) [unmount of tmpfs tmpfs]",
+            "VFS: Busy inodes after unmount of sda1",
+            "Unhandled fault: page domain fault (0x01b) at 0x00000e30",
+            "Internal error: Oops: 96000005 [#1] PREEMPT SMP",
+            "Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000",
+            "rust_kernel: panicked at a.rs:1:2:",
+            "SYZFAIL: x",
+            "BUG: Bad page state in process x  pfn:12345",
+            "Oops: 0000 [#1] SMP",
+            "BUG: Bad rss-counter state mm:ffff8880 type:MM_FILEPAGES val:1",
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for s in samples {
+            let h = header(s).unwrap_or_else(|| panic!("no header: {s}"));
+            seen.insert(format!("{:?}", h.rule));
+        }
+        assert_eq!(seen.len(), TABLE.len(), "a sample per rule: {seen:?}");
     }
 
     #[test]
