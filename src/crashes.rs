@@ -99,7 +99,7 @@ echo "@@events"
 if [ -f events.jsonl ] && [ ! -L events.jsonl ]; then tail -c {ev} events.jsonl | base64 -w0; fi
 echo
 n=0
-for d in $(ls -1t); do
+ls -1t | while IFS= read -r d; do
   [ -d "$d" ] && [ ! -L "$d" ] || continue
   m=$(stat -c %Y "$d") || continue
   [ "$m" -ge {since} ] || continue

@@ -191,6 +191,20 @@ async fn crashes_grouped_across_hosts_and_gated() {
         "{out}"
     );
 
+    // A directory name with a space and a glob character is read as it is.
+    put(&fleet, "/var/crash/odd *name/log", WARN_LOG);
+    let o = crashes(&fleet, &dir, &["--output", "json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let warn: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|g| g["title"] == "WARNING in gizmo_reset")
+        .unwrap();
+    assert_eq!(warn["count"], 2, "{out}");
+    assert_eq!(warn["hosts"], serde_json::json!(["client2", "odd *name"]));
+    assert_eq!(warn["newest"], "srv:/var/crash/odd *name");
+
     // An unreachable server: a clear error naming it, exit 4.
     fleet.host("srv").set_link(false);
     let o = crashes(&fleet, &dir, &[]);

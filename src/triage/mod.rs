@@ -245,9 +245,9 @@ impl Triage {
         let v = rules::verdict(&p.header, &p.before, &p.lines, &trace);
         let frames: Vec<String> = trace.into_iter().map(|f| f.name).collect();
         let meta = Meta::from_lines(&p.before, &p.lines);
-        let corrupted = v.guilty.is_none() && v.title.ends_with(rules::CORRUPTED)
+        let corrupted = v.title.ends_with(&format!(" in {}", rules::CORRUPTED))
+            || v.title.contains(&format!(" in {}/", rules::CORRUPTED))
             || (frames.is_empty() && v.guilty.is_none())
-            || v.title.ends_with(" in corrupted")
             || p.interleaved;
         let signature = signature(&v.title, &frames, v.guilty.as_deref());
         self.reports.push(CrashReport {
