@@ -242,7 +242,7 @@ impl Triage {
             return;
         };
         let trace = frames::first_trace(&p.lines);
-        let v = rules::verdict(&p.header, &p.before, &p.lines, &trace);
+        let (v, trace) = rules::verdict(&p.header, &p.before, &p.lines, &trace);
         let frames: Vec<String> = trace.into_iter().map(|f| f.name).collect();
         let meta = Meta::from_lines(&p.before, &p.lines);
         let corrupted = v.title.ends_with(&format!(" in {}", rules::CORRUPTED))

@@ -430,7 +430,28 @@ fn stall_guilty(trace: &[Frame], lines: &[String]) -> Option<String> {
 /// Decides the title of a report. `before` are the few message lines printed just before the
 /// header (a `cut here` line, an ODEBUG or refcount message), `lines` the report itself,
 /// header first; `trace` its first call trace.
-pub fn verdict(h: &Header, before: &[String], lines: &[String], trace: &[Frame]) -> Verdict {
+/// Returns the verdict and the call trace the report is about (for stalls the stalled CPU's,
+/// for leaks the allocation backtrace; otherwise `trace`).
+pub fn verdict(
+    h: &Header,
+    before: &[String],
+    lines: &[String],
+    trace: &[Frame],
+) -> (Verdict, Vec<Frame>) {
+    let v = verdict_checked(h, before, lines, trace);
+    let about = match h.rule {
+        Rule::RcuStall | Rule::SoftLockup | Rule::HardLockup => stall_trace(lines, trace),
+        Rule::Leak => lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("backtrace"))
+            .map(|s| frames::trace_from(&lines[s + 1..]))
+            .unwrap_or_default(),
+        _ => trace.to_vec(),
+    };
+    (v, about)
+}
+
+fn verdict_checked(h: &Header, before: &[String], lines: &[String], trace: &[Frame]) -> Verdict {
     let mut v = verdict_inner(h, before, lines, trace);
     // Reports of these kinds always print a call trace; without one that shows more than the
     // reporting machinery the report is damaged, and syzbot's convention names no function.

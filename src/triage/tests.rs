@@ -309,6 +309,7 @@ fn rcu_stall_names_the_handler_the_syscall_dispatched_to() {
     ]);
     let r = one(&render(&msgs, Prefix::Time, 400.0, false));
     assert_eq!(r.title, "INFO: rcu detected stall in ringdev_ioctl");
+    assert!(r.frames.iter().any(|f| f == "ring_walk"), "{:?}", r.frames);
 }
 
 #[test]
@@ -327,6 +328,10 @@ fn memory_leak_names_the_owner_not_the_allocator() {
     ]);
     let r = one(&render(&msgs, Prefix::None, 0.0, false));
     assert_eq!(r.title, "memory leak in blob_attach");
+    assert_eq!(
+        r.frames[0], "kmalloc_trace",
+        "the allocation backtrace is the trace"
+    );
     assert_eq!(r.kind, "LEAK");
 }
 
