@@ -124,13 +124,13 @@ pub fn human(file: &str, crashes: &[CrashReport], truncated: bool) -> String {
     s
 }
 
-/// Reads at most [`MAX_FILE_BYTES`] of a file; `true` when there was more.
-fn read_capped(path: &Path) -> std::io::Result<(Vec<u8>, bool)> {
+/// Reads at most `cap` bytes of a file; `true` when there was more.
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<(Vec<u8>, bool)> {
     let f = std::fs::File::open(path)?;
     let mut buf = Vec::new();
-    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
-    let truncated = buf.len() as u64 > MAX_FILE_BYTES;
-    buf.truncate(MAX_FILE_BYTES as usize);
+    f.take(cap + 1).read_to_end(&mut buf)?;
+    let truncated = buf.len() as u64 > cap;
+    buf.truncate(cap as usize);
     Ok((buf, truncated))
 }
 
@@ -139,7 +139,7 @@ pub fn run(args: TriageArgs) -> Result<i32> {
     let mut code = exit::OK;
     for path in &args.files {
         let shown = path.to_string_lossy();
-        let (bytes, truncated) = match read_capped(path) {
+        let (bytes, truncated) = match read_capped(path, MAX_FILE_BYTES) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!(
@@ -156,4 +156,34 @@ pub fn run(args: TriageArgs) -> Result<i32> {
         }
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        std::fs::write(&p, b"0123456789abcdef").unwrap();
+        assert_eq!(read_capped(&p, 10).unwrap(), (b"0123456789".to_vec(), true));
+        assert_eq!(
+            read_capped(&p, 16).unwrap(),
+            (b"0123456789abcdef".to_vec(), false)
+        );
+        assert!(read_capped(&dir.path().join("nope"), 10).is_err());
+    }
+
+    #[test]
+    fn human_summary_says_when_a_file_was_cut() {
+        let s = human("big.log", &[], true);
+        assert_eq!(s, "big.log: no crash (only the first 64 MiB read)\n");
+        let crashes = crate::triage::analyze("[ 1.0] sysrq: Trigger a crash\n");
+        let s = human("c.log", &crashes, false);
+        assert!(
+            s.starts_with("c.log: 1 crash\n  line 1: sysrq: Trigger a crash (corrupted)\n"),
+            "{s}"
+        );
+    }
 }
