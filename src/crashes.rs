@@ -229,8 +229,7 @@ pub fn crashes_of(
     let dump_dir = dump_dir.trim_end_matches('/');
     let mut out = Vec::new();
     for d in &collected.dirs {
-        let ip = d.name.split('-').next().unwrap_or(&d.name);
-        let host = names.get(ip).cloned().unwrap_or_else(|| ip.to_string());
+        let host = host_of(&d.name, names);
         let path = format!("{dump_dir}/{}", d.name);
         let event_time = collected
             .events
@@ -267,6 +266,20 @@ pub fn crashes_of(
         });
     }
     out
+}
+
+/// The client a crash directory belongs to: its name starts with the client's address (the
+/// receiver, kdump-tools) or host name, then `-` and a time stamp. The longest known prefix
+/// wins (a host name may hold dashes); unknown clients are shown by that prefix.
+fn host_of(dir: &str, names: &BTreeMap<String, String>) -> String {
+    names
+        .iter()
+        .filter(|(k, _)| {
+            dir.len() > k.len() && dir.starts_with(k.as_str()) && dir[k.len()..].starts_with('-')
+        })
+        .max_by_key(|(k, _)| k.len())
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| dir.split('-').next().unwrap_or(dir).to_string())
 }
 
 /// Crashes of one signature.
@@ -431,13 +444,19 @@ pub fn junit_cases(clients: &[String], crashes: &[Crash]) -> Vec<junit::Case> {
         .collect()
 }
 
-/// Inventory names by client address (`ansible_host`).
+/// Inventory names by client address (`ansible_host`) and by name.
 fn names_by_address(fleet: &FleetSettings) -> BTreeMap<String, String> {
-    fleet
+    let mut m: BTreeMap<String, String> = fleet
         .clients
         .keys()
-        .filter_map(|n| fleet.targets.get(n).map(|t| (t.address.clone(), n.clone())))
-        .collect()
+        .map(|n| (n.clone(), n.clone()))
+        .collect();
+    for n in fleet.clients.keys() {
+        if let Some(t) = fleet.targets.get(n) {
+            m.insert(t.address.clone(), n.clone());
+        }
+    }
+    m
 }
 
 pub async fn run(args: CrashesArgs) -> Result<i32> {
@@ -650,6 +669,22 @@ mod tests {
                 .contains("widget_ioctl (signature ")
         );
         assert!(cases[1].passed);
+    }
+
+    #[test]
+    fn directory_names_map_to_inventory_hosts() {
+        let names: BTreeMap<String, String> = [
+            ("10.0.0.5", "lab-client1"),
+            ("lab-client1", "lab-client1"),
+            ("lab-client12", "lab-client12"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(host_of("10.0.0.5-2026-12-01-10:00", &names), "lab-client1");
+        assert_eq!(host_of("lab-client12-202612011000", &names), "lab-client12");
+        assert_eq!(host_of("lab-client1-202612011000", &names), "lab-client1");
+        assert_eq!(host_of("10.0.0.50-202612011000", &names), "10.0.0.50");
     }
 
     #[test]
