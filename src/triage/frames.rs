@@ -110,15 +110,29 @@ pub fn parse_frame(msg: &str) -> Option<(&str, bool)> {
     (valid_name(name) && (inline || is_loc)).then_some((name, reliable))
 }
 
+/// 2.6-era x86_64 frames, several per line: `<ffffffff8021b6d7>{__handle_sysrq+115}`.
+/// Yields each name with whether it was trusted (no `?`... these kernels print none).
+pub fn brace_frames(s: &str) -> impl Iterator<Item = (&str, bool)> {
+    s.split(">{").skip(1).filter_map(|part| {
+        let inner = part.split('}').next()?;
+        let name = inner.split('+').next()?.trim();
+        valid_name(name).then_some((name, true))
+    })
+}
+
 /// Reads the function an instruction-pointer line names: `RIP: 0010:func+0x1/0x2`,
 /// `IP: [<ffffffff81234567>] func+0x1/0x2`, `EIP: func+..`, `pc : func+0x1/0x2`,
 /// `PC is at func+0x1/0x2`, `NIP [c000] func+0x1/0x2`. `None` for a bare address.
 pub fn parse_ip(msg: &str) -> Option<&str> {
     static IP: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^\s*(?:RIP:? +(?:[0-9a-f]{4}:)?|EIP: (?:[0-9a-f]{4}:)?|IP: |pc : |PC is at |NIP \[[0-9a-f]+\] |epc\s*: [0-9a-f]+ )(?:\[<[0-9a-f]+>\]\s*)*(.*)$").unwrap()
+        Regex::new(r"^\s*(?:RIP:? +(?:[0-9a-f]{4}:)?|EIP: (?:[0-9a-f]{4}:)?|EIP is at |IP: |pc : |PC is at |NIP \[[0-9a-f]+\] |epc\s*: [0-9a-f]+ )(?:\[<[0-9a-f]+>\]\s*)*(.*)$").unwrap()
     });
     let caps = IP.captures(msg)?;
     let rest = caps.get(1)?.as_str();
+    // 2.6-era x86_64: `RIP: 0010:[<ffffffff8021b4d3>] <ffffffff8021b4d3>{func+0}`
+    if let Some((name, _)) = brace_frames(rest).next() {
+        return Some(name);
+    }
     let name = name_before_offset(rest)?;
     valid_name(name).then_some(name)
 }
@@ -207,7 +221,13 @@ pub fn first_trace(lines: &[String]) -> Vec<Frame> {
     let Some(start) = lines.iter().position(|l| is_trace_start(l)) else {
         return Vec::new();
     };
-    trace_from(&lines[start + 1..])
+    // 2.6-era x86_64 puts the first frames on the `Call Trace:` line itself.
+    let from = if lines[start].contains(">{") {
+        start
+    } else {
+        start + 1
+    };
+    trace_from(&lines[from..])
 }
 
 /// Every call trace in `lines`, in order.
@@ -251,6 +271,19 @@ pub fn trace_from(lines: &[String]) -> Vec<Frame> {
         }
         if is_trace_start(t) && !frames.is_empty() {
             break; // the next trace (another task or CPU)
+        }
+        let t = t.strip_prefix("Call Trace:").unwrap_or(t);
+        if t.contains(">{") {
+            junk = 0;
+            for (name, _) in brace_frames(t) {
+                if frames.len() < MAX_FRAMES {
+                    frames.push(Frame {
+                        name: normalize(name).to_string(),
+                        after_irq,
+                    });
+                }
+            }
+            continue;
         }
         if let Some((name, reliable)) = parse_frame(t) {
             junk = 0;

@@ -300,6 +300,19 @@ impl Meta {
         });
         static WARN: LazyLock<Regex> =
             LazyLock::new(|| Regex::new(r"CPU: (\d+) PID: (\d+) at ").unwrap());
+        // 2.6-era kernels: `Pid: 3131, comm: bash Not tainted 2.6.9-89.ELsmp` (x86_64),
+        // `Process bash (pid: 3192, ...)` with `EFLAGS: 00010246   (2.6.9-89.EL)` (i386).
+        static OLD_PID: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(
+                r"^Pid: (\d+), comm: (.{1,16}?) (?:Not tainted|Tainted: ([A-Z ]*[A-Z])) +(\d\S*)",
+            )
+            .unwrap()
+        });
+        static OLD_PROC: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"^Process (.{1,16}?) \(pid: (\d+),").unwrap());
+        static OLD_REL: LazyLock<Regex> = LazyLock::new(|| {
+            Regex::new(r"^EFLAGS: [0-9a-f]+\s+(?:\S+\s+)?\((\d[^)\s]*)\)").unwrap()
+        });
         let mut m = Meta::default();
         for l in before.iter().chain(lines.iter().take(120)) {
             if let Some(c) = CPU.captures(l) {
@@ -309,6 +322,22 @@ impl Meta {
                 m.taint = Some(c.get(4).map(|t| t.as_str().to_string()).unwrap_or_default());
                 m.kernel = Some(c[5].to_string());
                 return m;
+            }
+            let t = l.trim();
+            if let Some(c) = OLD_PID.captures(t) {
+                m.pid = c[1].parse().ok();
+                m.comm = Some(c[2].to_string());
+                m.taint = Some(c.get(3).map(|t| t.as_str().to_string()).unwrap_or_default());
+                m.kernel = Some(c[4].to_string());
+            }
+            if let Some(c) = OLD_PROC.captures(t) {
+                m.comm = Some(c[1].to_string());
+                m.pid = c[2].parse().ok();
+            }
+            if m.kernel.is_none()
+                && let Some(c) = OLD_REL.captures(t)
+            {
+                m.kernel = Some(c[1].to_string());
             }
             if m.cpu.is_none()
                 && let Some(c) = WARN.captures(l)

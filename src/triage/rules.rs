@@ -202,7 +202,7 @@ const TABLE: &[(Rule, &str)] = &[
     (Rule::ArmInternal, r"^Internal error: "),
     (
         Rule::ArmPaging,
-        r"^Unable to handle kernel (NULL pointer dereference|paging request) at virtual address",
+        r"^Unable to handle kernel (NULL pointer dereference|paging request) at ",
     ),
     (Rule::RustPanic, r"^rust_kernel: panicked at "),
     (Rule::SyzFail, r"(SYZFAIL|SYZFATAL): ?(.*)"),
@@ -502,7 +502,11 @@ fn verdict_inner(h: &Header, before: &[String], lines: &[String], trace: &[Frame
             .unwrap_or("")
     };
     match h.rule {
-        Rule::Sysrq => v("sysrq: Trigger a crash".into(), "SYSRQ", pick(trace)),
+        Rule::Sysrq => v(
+            "sysrq: Trigger a crash".into(),
+            "SYSRQ",
+            or_stack(ip_function(lines), trace),
+        ),
         Rule::Panic => panic_verdict(h.cap(0), lines, trace),
         Rule::KasanOld if !access().is_empty() => {
             let g = pick(trace).or_else(|| nongeneric(h.cap(1)));

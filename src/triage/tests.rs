@@ -505,3 +505,74 @@ proptest! {
         prop_assert!(r.len() <= MAX_REPORTS);
     }
 }
+
+#[test]
+fn rhel4_era_x86_64_sysrq_crash() {
+    // What a 2.6.9 x86_64 netdump client prints for sysrq-c: a NULL write in the handler,
+    // frames in braces, several per line.
+    let msgs = lines(&[
+        "SysRq : Trigger a crashdump",
+        "Unable to handle kernel NULL pointer dereference at 0000000000000000 RIP: ",
+        "<ffffffff8021b4d3>{sysrq_handle_crash+0}",
+        "PML4 3f5a1067 PGD 3f594067 PMD 0 ",
+        "Oops: 0002 [1] SMP ",
+        "CPU 0 ",
+        "Modules linked in: netconsole netdump md5 ipv6",
+        "Pid: 3131, comm: bash Not tainted 2.6.9-89.ELsmp",
+        "RIP: 0010:[<ffffffff8021b4d3>] <ffffffff8021b4d3>{sysrq_handle_crash+0}",
+        "RSP: 0018:000001003e4b9eb8  EFLAGS: 00010012",
+        "Call Trace:<ffffffff8021b6d7>{__handle_sysrq+115} <ffffffff801b12b0>{write_sysrq_trigger+43} ",
+        "       <ffffffff8017b9c2>{vfs_write+207} <ffffffff8017baaa>{sys_write+69} ",
+        "       <ffffffff8011026a>{system_call+126} ",
+        "",
+        "Code: c6 04 25 00 00 00 00 00 c3 e9 48 9f f7 ff e9 d3 39 f8 ff 48 ",
+    ]);
+    let r = one(&render(&msgs, Prefix::None, 0.0, true));
+    assert_eq!(r.title, "sysrq: Trigger a crash");
+    assert_eq!(r.guilty.as_deref(), Some("sysrq_handle_crash"));
+    assert_eq!(
+        r.frames,
+        [
+            "__handle_sysrq",
+            "write_sysrq_trigger",
+            "vfs_write",
+            "sys_write",
+            "system_call"
+        ]
+    );
+    assert_eq!(r.kernel.as_deref(), Some("2.6.9-89.ELsmp"));
+    assert_eq!((r.pid, r.comm.as_deref()), (Some(3131), Some("bash")));
+}
+
+#[test]
+fn rhel4_era_i386_oops() {
+    let msgs = lines(&[
+        "Unable to handle kernel NULL pointer dereference at virtual address 00000000",
+        " printing eip:",
+        "f8a3c0b5",
+        "*pde = 00000000",
+        "Oops: 0002 [#1]",
+        "SMP ",
+        "Modules linked in: frobnic(U) netdump",
+        "CPU:    0",
+        "EIP:    0060:[<f8a3c0b5>]    Not tainted VLI",
+        "EFLAGS: 00010246   (2.6.9-89.EL) ",
+        "EIP is at frob_rx+0x15/0x40 [frobnic]",
+        "eax: 00000000   ebx: f6a6bf6c   ecx: 00000000   edx: f8a3c0a0",
+        "Process ksoftirqd/0 (pid: 3, threadinfo=c1a1e000 task=f7f0c0b0)",
+        "Stack: f6a6bf6c c0283a4e 00000000 f7e1a000 ",
+        "Call Trace:",
+        " [<c0283a4e>] net_rx_action+0xae/0x160",
+        " [<c0126f2b>] __do_softirq+0x4b/0xa0",
+        "Code: 8b 44 24 04 c7 00 00 00 00 00 c3 ",
+        " <0>Kernel panic - not syncing: Fatal exception in interrupt",
+    ]);
+    let r = one(&render(&msgs, Prefix::None, 0.0, false));
+    assert_eq!(
+        r.title,
+        "BUG: unable to handle kernel NULL pointer dereference in frob_rx"
+    );
+    assert_eq!(r.kernel.as_deref(), Some("2.6.9-89.EL"));
+    assert_eq!((r.pid, r.comm.as_deref()), (Some(3), Some("ksoftirqd/0")));
+    assert_eq!(r.frames, ["net_rx_action", "__do_softirq"]);
+}
