@@ -216,7 +216,8 @@ pub struct Crash {
 /// Title of a crash directory whose kernel log is missing or shows no crash report.
 pub const NO_LOG: &str = "crash without a kernel log";
 
-/// The crashes of one server: each recent directory's log triaged, its client's address
+/// The crashes of one server: each recent directory's log triaged (the crash that took the
+/// client down, [`crate::triage::fatal`]), its client's address
 /// (the directory name's `<ip>-` prefix) mapped to the inventory name, its time taken from the
 /// receiver's crash event when there is one, else from the directory.
 pub fn crashes_of(
@@ -244,8 +245,8 @@ pub fn crashes_of(
         if time < since {
             continue;
         }
-        let report = crate::triage::analyze_bytes(&d.log).into_iter().next();
-        let (title, kind, signature, kernel) = match report {
+        let reports = crate::triage::analyze_bytes(&d.log);
+        let (title, kind, signature, kernel) = match crate::triage::fatal(&reports).cloned() {
             Some(r) => (r.title, r.kind, r.signature, r.kernel),
             None => (
                 NO_LOG.to_string(),

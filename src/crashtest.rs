@@ -107,15 +107,14 @@ pub struct RemoteFile {
     pub size: u64,
 }
 
-/// The files that make a dump directory complete, by layout:
-/// Title and signature of the crash a dump's kernel log shows (its first report), else of the
-/// last report in the console log (the rolling log also holds earlier crashes).
+/// Title and signature of the crash that took the host down ([`crate::triage::fatal`]) as its
+/// dump's kernel log shows it, else as the console log does.
 pub fn crash_summary(dmesg: &str, console: &str) -> Option<(String, String)> {
-    let r = crate::triage::analyze(dmesg)
-        .into_iter()
-        .next()
-        .or_else(|| crate::triage::analyze(console).into_iter().last())?;
-    Some((r.title, r.signature))
+    let from = |text: &str| {
+        crate::triage::fatal(&crate::triage::analyze(text))
+            .map(|r| (r.title.clone(), r.signature.clone()))
+    };
+    from(dmesg).or_else(|| from(console))
 }
 
 /// The JUnit failure message of a host: the error, and the crash it showed when one is known.
@@ -127,6 +126,7 @@ pub fn junit_message(r: &HostResult) -> Option<String> {
     })
 }
 
+/// The files that make a dump directory complete, by layout:
 /// Debian kdump-tools `dump.<stamp>` + `dmesg.<stamp>`; RHEL `vmcore.flat`/`vmcore` +
 /// `vmcore-dmesg.txt`; netdump receiver `vmcore` + `log`. Nothing may still be `*-incomplete`.
 pub fn complete_dump(files: &[RemoteFile]) -> Option<(&RemoteFile, Option<&RemoteFile>)> {
@@ -719,6 +719,11 @@ mod tests {
         let console = "[ 1.0] WARNING: CPU: 0 PID: 1 at a.c:1 old_warn+0x1/0x2\n[ 1.1] Call Trace:\n[ 1.1]  boot_fn+0x1/0x2\n[ 2.0] ---[ end trace 0 ]---\n[ 99.0] sysrq: Trigger a crash\n";
         assert_eq!(
             crash_summary("", console).unwrap().0,
+            "sysrq: Trigger a crash"
+        );
+        // A boot-time warning in the dump's log is not what the dump is about.
+        assert_eq!(
+            crash_summary(console, "").unwrap().0,
             "sysrq: Trigger a crash"
         );
         assert_eq!(crash_summary("all quiet", "all quiet"), None);

@@ -59,6 +59,9 @@ pub struct CrashReport {
     pub signature: String,
     /// 1-based line number of the report's first line in the input.
     pub line: usize,
+    /// The kernel panicked on this crash (a `Kernel panic - not syncing` followed it, or it is
+    /// a panic): the crash that took the machine down, and a dump with it.
+    pub panicked: bool,
 }
 
 /// Finds every crash report in `text`, first first.
@@ -77,6 +80,17 @@ pub fn analyze_bytes(bytes: &[u8]) -> Vec<CrashReport> {
         t.feed_line(&String::from_utf8_lossy(l));
     }
     t.finish()
+}
+
+/// The crash that took the machine down: the last report that panicked, else the last one. A
+/// dump's kernel log holds the whole boot (warnings before the fatal crash), a rolling console
+/// log several boots; either way this is the crash the dump or the reboot is about.
+pub fn fatal(reports: &[CrashReport]) -> Option<&CrashReport> {
+    reports
+        .iter()
+        .rev()
+        .find(|r| r.panicked)
+        .or_else(|| reports.last())
 }
 
 /// The signature: the first 16 bytes of SHA-256 over the title and up to
@@ -107,6 +121,8 @@ struct Pending {
     caller: Option<String>,
     /// Lines of another caller's crash report were interleaved with this one.
     interleaved: bool,
+    /// A panic line was seen in the report (or it is one).
+    panicked: bool,
     /// Lines seen since the header (kept or not).
     seen: usize,
     ended: bool,
@@ -165,9 +181,19 @@ impl Triage {
                 {
                     p.interleaved = true;
                 }
+                if let Some(p) = &mut self.pending
+                    && h.is_panic()
+                {
+                    p.panicked = true;
+                }
                 self.push_line(msg, st.prefixed, st.caller);
             } else if h.is_consequence() && self.crashed {
-                // The panic that follows a report already closed.
+                // The panic that follows a report already closed: that report was fatal.
+                if h.is_panic()
+                    && let Some(r) = self.reports.last_mut()
+                {
+                    r.panicked = true;
+                }
             } else {
                 self.close();
                 self.start(h, msg, st.prefixed, st.caller);
@@ -207,6 +233,7 @@ impl Triage {
             prefixed,
             caller: caller.map(str::to_string),
             interleaved: false,
+            panicked: false,
             seen: 0,
             ended: false,
         });
@@ -263,6 +290,7 @@ impl Triage {
             corrupted,
             signature,
             line: p.start,
+            panicked: p.panicked || p.header.is_panic(),
         });
     }
 }

@@ -253,6 +253,11 @@ impl Header {
         self.caps.get(i).map(String::as_str).unwrap_or("")
     }
 
+    /// A `Kernel panic - not syncing` line.
+    pub fn is_panic(&self) -> bool {
+        self.rule == Rule::Panic
+    }
+
     /// Panics that are the consequence of a report printed just before (the oops or warning
     /// is the crash; the panic only says the kernel gave up), not a crash of their own.
     pub fn is_consequence(&self) -> bool {

@@ -576,3 +576,26 @@ fn rhel4_era_i386_oops() {
     assert_eq!((r.pid, r.comm.as_deref()), (Some(3), Some("ksoftirqd/0")));
     assert_eq!(r.frames, ["net_rx_action", "__do_softirq"]);
 }
+
+#[test]
+fn the_fatal_crash_is_the_one_that_panicked() {
+    let mut msgs = lines(&[
+        "WARNING: CPU: 0 PID: 1 at drivers/x.c:1 early_probe+0x1/0x2",
+        "CPU: 0 PID: 1 Comm: swapper/0 Not tainted 6.1.0 #1",
+        "Call Trace:",
+        " early_init+0x1/0x2",
+        "---[ end trace 0000000000000000 ]---",
+    ]);
+    msgs.extend(quiet(400));
+    msgs.extend(null_deref(0xffffffff81000000, 5, "x"));
+    msgs.extend(quiet(3));
+    let r = analyze(&render(&msgs, Prefix::Time, 1.0, false));
+    assert_eq!(r.len(), 2);
+    assert!(!r[0].panicked);
+    assert!(r[1].panicked, "a Fatal exception panic followed it");
+    assert_eq!(fatal(&r).unwrap().title, r[1].title);
+    // Without any panic: the last report.
+    let r = analyze(&render(&msgs[..5], Prefix::Time, 1.0, false));
+    assert_eq!(fatal(&r).unwrap().title, "WARNING in early_probe");
+    assert!(fatal(&[]).is_none());
+}
