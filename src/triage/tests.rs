@@ -498,6 +498,32 @@ proptest! {
         prop_assert_ne!(a.signature, b.signature);
     }
 
+    /// Arbitrary bytes (not UTF-8, NULs, lone CRs) never panic either.
+    #[test]
+    fn arbitrary_bytes_are_safe(bytes in proptest::collection::vec(any::<u8>(), 0..4000)) {
+        let r = analyze_bytes(&bytes);
+        prop_assert!(r.len() <= MAX_REPORTS);
+    }
+
+    /// Crash headers with arbitrary tails never panic and always yield one report.
+    #[test]
+    fn headers_with_arbitrary_tails(
+        head in prop::sample::select(vec![
+            "BUG: KASAN: ", "WARNING: CPU: 1 PID: 2 at ", "Kernel panic - not syncing: ",
+            "INFO: task ", "BUG: ", "general protection fault", "kernel BUG at ",
+            "rcu: INFO: rcu_sched self-detected stall", "BUG: memory leak",
+        ]),
+        tail in "[ -~]{0,80}",
+        body in proptest::collection::vec("[ -~]{0,60}", 0..30),
+    ) {
+        let mut text = format!("[ 1.000000] {head}{tail}\n");
+        for l in body {
+            text.push_str(&format!("[ 1.000001] {l}\n"));
+        }
+        let r = analyze(&text);
+        prop_assert!(r.len() <= 2, "{:?}", r);
+    }
+
     /// Arbitrary text never panics, and what comes out is bounded.
     #[test]
     fn arbitrary_text_is_safe(text in "(?s).{0,2000}") {
