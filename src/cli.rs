@@ -51,6 +51,10 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// A throwaway qemu lab fleet (server + clients) for demos and end-to-end tests.
     Lab(crate::lab::LabArgs),
+    /// Find kernel crash reports in log files and name them (title, kind, signature).
+    Triage(crate::triage_cmd::TriageArgs),
+    /// What crashed across the fleet recently, grouped by crash signature (exit 3 if anything).
+    Crashes(crate::crashes::CrashesArgs),
     /// The dump server's forced command for client keys (run by sshd, not by hand).
     #[command(hide = true)]
     DumpSink(crate::sink::SinkArgs),
@@ -396,6 +400,8 @@ pub fn main() -> i32 {
             Command::Receiver(a) => crate::receiver::run(a).await.map(|_| exit::OK),
             Command::Inventory(a) => run_inventory(a),
             Command::Lab(a) => crate::lab::run(a).await,
+            Command::Triage(a) => crate::triage_cmd::run(a),
+            Command::Crashes(a) => crate::crashes::run(a).await,
         }
     });
     match result {

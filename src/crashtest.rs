@@ -107,6 +107,25 @@ pub struct RemoteFile {
     pub size: u64,
 }
 
+/// Title and signature of the crash that took the host down ([`crate::triage::fatal`]) as its
+/// dump's kernel log shows it, else as the console log does.
+pub fn crash_summary(dmesg: &str, console: &str) -> Option<(String, String)> {
+    let from = |text: &str| {
+        crate::triage::fatal(&crate::triage::analyze(text))
+            .map(|r| (r.title.clone(), r.signature.clone()))
+    };
+    from(dmesg).or_else(|| from(console))
+}
+
+/// The JUnit failure message of a host: the error, and the crash it showed when one is known.
+pub fn junit_message(r: &HostResult) -> Option<String> {
+    let e = r.error.as_ref()?;
+    Some(match (&r.crash_title, &r.crash_signature) {
+        (Some(t), Some(s)) => format!("{e} (crash: {t}, signature {s})"),
+        _ => e.clone(),
+    })
+}
+
 /// The files that make a dump directory complete, by layout:
 /// Debian kdump-tools `dump.<stamp>` + `dmesg.<stamp>`; RHEL `vmcore.flat`/`vmcore` +
 /// `vmcore-dmesg.txt`; netdump receiver `vmcore` + `log`. Nothing may still be `*-incomplete`.
@@ -157,6 +176,11 @@ pub struct HostResult {
     pub dump_format: Option<DumpFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The crash the kernel log shows, as `provision triage` names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_signature: Option<String>,
 }
 
 struct Ctx {
@@ -190,6 +214,8 @@ async fn sh(remote: &dyn Remote, step: &str, script: String) -> Result<String, S
 /// Runs one phase, recording its time; `Err` ends the host's test.
 struct Recorder {
     phases: Vec<Phase>,
+    /// Title and signature of the crash found in the kernel log (set by the verify phase).
+    crash: Option<(String, String)>,
 }
 
 impl Recorder {
@@ -267,13 +293,17 @@ fn parse_files(text: &str) -> Vec<RemoteFile> {
 }
 
 async fn test_host(ctx: Ctx) -> HostResult {
-    let mut rec = Recorder { phases: Vec::new() };
+    let mut rec = Recorder {
+        phases: Vec::new(),
+        crash: None,
+    };
     let host = ctx.client.host.clone();
     let r = run_phases(&ctx, &mut rec).await;
     let (dump_dir, dump_format, error) = match r {
         Ok((d, f)) => (Some(d), Some(f), None),
         Err(e) => (None, None, Some(e)),
     };
+    let (crash_title, crash_signature) = rec.crash.unzip();
     HostResult {
         host,
         passed: error.is_none(),
@@ -281,6 +311,8 @@ async fn test_host(ctx: Ctx) -> HostResult {
         dump_dir,
         dump_format,
         error,
+        crash_title,
+        crash_signature,
     }
 }
 
@@ -398,7 +430,7 @@ async fn run_phases(ctx: &Ctx, rec: &mut Recorder) -> Result<(String, DumpFormat
         .await?;
 
     // What arrived is a real dump with the crash in its log.
-    let format = rec
+    let (format, crash) = rec
         .phase("verify", async {
             let (dump, log) = complete_dump(&files).ok_or("dump vanished")?;
             let head = sh(
@@ -460,15 +492,21 @@ async fn run_phases(ctx: &Ctx, rec: &mut Recorder) -> Result<(String, DumpFormat
             } else {
                 ""
             };
+            let crash = crash_summary(&text, &console);
+            let crash_note = match &crash {
+                Some((title, sig)) => format!("; crash: {title} (signature {sig})"),
+                None => String::new(),
+            };
             Ok((
-                format,
+                (format, crash),
                 format!(
-                    "{format:?}, {} bytes; {} has the crash line; {console_note}{record}",
+                    "{format:?}, {} bytes; {} has the crash line; {console_note}{record}{crash_note}",
                     dump.size, log.name
                 ),
             ))
         })
         .await?;
+    rec.crash = crash;
 
     // The host comes back, with a new boot id.
     rec.phase("reboot", async {
@@ -504,6 +542,12 @@ fn render_human(results: &[HostResult]) -> String {
             if r.passed { "PASS" } else { "FAIL" },
             r.host
         ));
+        if let Some(t) = &r.crash_title {
+            s.push_str(&format!(
+                "  crash     {t} (signature {})\n",
+                r.crash_signature.as_deref().unwrap_or("-")
+            ));
+        }
         for p in &r.phases {
             s.push_str(&format!(
                 "  {:<9} {:>7.1}s  {}  {}\n",
@@ -580,7 +624,7 @@ pub async fn run(args: TestCrashArgs, _verbose: u8) -> Result<i32> {
                 name: r.host.clone(),
                 classname: "provision.test-crash".into(),
                 passed: r.passed,
-                message: r.error.clone(),
+                message: junit_message(r),
                 duration: Duration::from_secs_f64(r.phases.iter().map(|p| p.secs).sum()),
                 output: r
                     .phases
@@ -633,6 +677,8 @@ async fn run_hosts(
                     error: Some(format!(
                         "{host}: its server is not in group netdump_servers"
                     )),
+                    crash_title: None,
+                    crash_signature: None,
                 },
             };
             (i, r)
@@ -673,6 +719,48 @@ mod tests {
         assert_eq!(classify_dump(&be), DumpFormat::Unknown, "truncated header");
         assert_eq!(classify_dump(b""), DumpFormat::Unknown);
         assert_eq!(classify_dump(b"#!/bin/sh\n"), DumpFormat::Unknown);
+    }
+
+    #[test]
+    fn crash_summary_names_the_dump_s_crash() {
+        let dmesg = "[   90.1] sysrq: Trigger a crash\n[   90.1] Kernel panic - not syncing: sysrq triggered crash\n[   90.2] Call Trace:\n[   90.2]  sysrq_handle_crash+0x16/0x20\n";
+        let (title, sig) = crash_summary(dmesg, "").unwrap();
+        assert_eq!(title, "sysrq: Trigger a crash");
+        assert_eq!(sig.len(), 32);
+        // Without a crash in the dump's log, the console log's last crash.
+        let console = "[ 1.0] WARNING: CPU: 0 PID: 1 at a.c:1 old_warn+0x1/0x2\n[ 1.1] Call Trace:\n[ 1.1]  boot_fn+0x1/0x2\n[ 2.0] ---[ end trace 0 ]---\n[ 99.0] sysrq: Trigger a crash\n";
+        assert_eq!(
+            crash_summary("", console).unwrap().0,
+            "sysrq: Trigger a crash"
+        );
+        // A boot-time warning in the dump's log is not what the dump is about.
+        assert_eq!(
+            crash_summary(console, "").unwrap().0,
+            "sysrq: Trigger a crash"
+        );
+        assert_eq!(crash_summary("all quiet", "all quiet"), None);
+    }
+
+    #[test]
+    fn junit_message_carries_the_crash() {
+        let mut r = HostResult {
+            host: "c1".into(),
+            passed: false,
+            phases: vec![],
+            dump_dir: None,
+            dump_format: None,
+            error: Some("c1: did not come back".into()),
+            crash_title: Some("WARNING in foo".into()),
+            crash_signature: Some("ab12".into()),
+        };
+        assert_eq!(
+            junit_message(&r).unwrap(),
+            "c1: did not come back (crash: WARNING in foo, signature ab12)"
+        );
+        r.crash_title = None;
+        assert_eq!(junit_message(&r).unwrap(), "c1: did not come back");
+        r.error = None;
+        assert_eq!(junit_message(&r), None);
     }
 
     #[test]

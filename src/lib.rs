@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod crashes;
 pub mod crashtest;
 pub mod facts;
 pub mod inventory;
@@ -21,3 +22,5 @@ pub mod ssh;
 pub mod templates;
 #[doc(hidden)]
 pub mod testing;
+pub mod triage;
+pub mod triage_cmd;
