@@ -24,6 +24,11 @@ pub struct SinkEvent {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<serde_json::Value>,
+    /// The crash the dump is about, from triage of its kernel log (docs/triage.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl SinkEvent {
@@ -36,6 +41,8 @@ impl SinkEvent {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             detail: None,
             files: Vec::new(),
+            title: None,
+            signature: None,
         }
     }
 
@@ -50,6 +57,12 @@ impl SinkEvent {
             d.truncate(cut);
         }
         self.detail = Some(d);
+        self
+    }
+
+    pub fn with_crash(mut self, title: String, signature: String) -> Self {
+        self.title = Some(title);
+        self.signature = Some(signature);
         self
     }
 

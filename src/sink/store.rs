@@ -36,6 +36,8 @@ pub const MAX_FILES_PER_DIR: usize = 64;
 pub const MAX_TMP_DIRS: usize = 8;
 /// The file name that `echo … >` may rewrite (RHEL `kdumpctl test`).
 pub const STATUS_FILE: &str = "vmcore-creation.status";
+/// Most bytes of a kernel log triage reads (its end, where the fatal crash is).
+pub const TRIAGE_READ_MAX: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -649,17 +651,79 @@ impl Store {
             }
         })?;
         if is_dump_name(n2) {
-            let files = self
-                .list(&dirfd)?
+            let listing = self.list(&dirfd)?;
+            // What crashed, from the kernel log beside the dump (docs/triage.md): best effort,
+            // the dump is complete whatever triage finds.
+            let crash = self.triage_dir(&dirfd, &listing);
+            let files = listing
                 .into_iter()
                 .filter(|(n, _)| !n.starts_with('.'))
                 .map(|(n, s)| serde_json::json!({"name": n, "size": s.st_size}))
                 .collect::<Vec<_>>();
-            self.event(
-                SinkEvent::new("dump_complete", &self.client, &self.path_of(&r1)).with_files(files),
-            );
+            let mut ev =
+                SinkEvent::new("dump_complete", &self.client, &self.path_of(&r1)).with_files(files);
+            if let Some((title, signature)) = crash {
+                ev = ev.with_crash(title, signature);
+            }
+            self.event(ev);
         }
         Ok(())
+    }
+
+    /// Triage of the dump directory's kernel log (kdump's `dmesg.<stamp>` or
+    /// `vmcore-dmesg.txt`, else the receiver's console crash record `log`): writes
+    /// `triage.json` (0600, through a temporary name, replacing whatever the client may have put
+    /// there) and returns the fatal crash's title and signature. Reads at most the last
+    /// `TRIAGE_READ_MAX` bytes of the log, without following links.
+    fn triage_dir(&self, dirfd: &OwnedFd, listing: &[(String, Stat)]) -> Option<(String, String)> {
+        let regular = |st: &Stat| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+        let pick = |want: &dyn Fn(&str) -> bool| {
+            listing
+                .iter()
+                .filter(|(n, st)| want(n) && !is_incomplete(n) && regular(st))
+                .map(|(n, _)| n.clone())
+                .max()
+        };
+        let name = pick(&|n: &str| n.starts_with("dmesg."))
+            .or_else(|| pick(&|n: &str| n == "vmcore-dmesg.txt"))
+            .or_else(|| pick(&|n: &str| n == "log"))?;
+        let fd = rustix::fs::openat(
+            dirfd,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        if !regular(&st) {
+            return None;
+        }
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        let from = size.saturating_sub(TRIAGE_READ_MAX);
+        let mut bytes = Vec::new();
+        let mut f = std::fs::File::from(fd);
+        io::Seek::seek(&mut f, io::SeekFrom::Start(from)).ok()?;
+        f.take(TRIAGE_READ_MAX).read_to_end(&mut bytes).ok()?;
+        let reports = crate::triage::analyze_bytes(&bytes);
+        let json = serde_json::to_vec_pretty(&serde_json::json!({
+            "source": name,
+            "crashes": reports,
+        }))
+        .ok()?;
+        let tmp = format!(".triage.json.{}", std::process::id());
+        let out = rustix::fs::openat(
+            dirfd,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .ok()?;
+        let written = std::fs::File::from(out).write_all(&json).is_ok()
+            && rustix::fs::renameat(dirfd, tmp.as_str(), dirfd, "triage.json").is_ok();
+        if !written {
+            let _ = rustix::fs::unlinkat(dirfd, tmp.as_str(), AtFlags::empty());
+        }
+        crate::triage::fatal(&reports).map(|c| (c.title.clone(), c.signature.clone()))
     }
 
     /// Attributes of what a client path names, when it exists.
@@ -879,6 +943,49 @@ mod tests {
             "{ev}"
         );
         assert!(ev.contains("dump.202612020425"), "{ev}");
+    }
+
+    #[test]
+    fn a_completed_dump_is_triaged_from_its_kernel_log() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path(), NO_LIMITS);
+        let d = "198.18.0.11-202612020430";
+        s.mkdir(&Loc::Dir(d.into())).unwrap();
+        // The client put its own triage.json first: the sink's replaces it.
+        let mut fake = s.create(&file(d, "triage.json")).unwrap();
+        s.receive(&mut fake, &mut &b"{\"forged\": true}"[..], None)
+            .unwrap();
+        drop(fake);
+        let log = "[   42.100000] sysrq: Trigger a crash\n                   [   42.100100] Kernel panic - not syncing: sysrq triggered crash\n                   [   42.100200] CPU: 0 PID: 812 Comm: bash Not tainted 6.1.0-18-amd64 #1\n                   [   42.100300] Call Trace:\n                   [   42.100400]  <TASK>\n                   [   42.100500]  dump_stack_lvl+0x44/0x5c\n                   [   42.100600]  panic+0x118/0x2ed\n                   [   42.100700]  sysrq_handle_crash+0x16/0x20\n                   [   42.100800]  __handle_sysrq.cold+0x43/0x11b\n                   [   42.100900]  write_sysrq_trigger+0x24/0x40\n                   [   42.101000]  </TASK>\n";
+        let mut f = s.create(&file(d, "dmesg.202612020430")).unwrap();
+        s.receive(&mut f, &mut log.as_bytes(), None).unwrap();
+        drop(f);
+        let mut f = s.create(&file(d, "dump-incomplete")).unwrap();
+        s.receive(&mut f, &mut &b"KDUMP   data"[..], None).unwrap();
+        drop(f);
+        s.rename(&file(d, "dump-incomplete"), &file(d, "dump.202612020430"))
+            .unwrap();
+        let p = t.path().join(d).join("triage.json");
+        let tj: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(tj["source"], "dmesg.202612020430");
+        let title = tj["crashes"][0]["title"].as_str().unwrap().to_string();
+        assert!(title.contains("sysrq"), "{tj}");
+        assert!(tj.get("forged").is_none());
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let ev = std::fs::read_to_string(t.path().join("events.jsonl")).unwrap();
+        let done: serde_json::Value = ev
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|e: &serde_json::Value| e["event"] == "dump_complete")
+            .unwrap();
+        assert_eq!(done["title"], title.as_str());
+        assert_eq!(
+            done["signature"],
+            tj["crashes"][0]["signature"].as_str().unwrap()
+        );
     }
 
     #[test]
