@@ -18,7 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{ConnectArgs, Output, exit};
+use crate::fleet::{ConnectArgs, Output, exit};
 use crate::report::junit;
 use crate::resources::sh_quote;
 use crate::settings::{FleetSettings, PasswordInput};
@@ -461,7 +461,7 @@ fn names_by_address(fleet: &FleetSettings) -> BTreeMap<String, String> {
 }
 
 pub async fn run(args: CrashesArgs) -> Result<i32> {
-    let (_inv, fleet) = match crate::cli::load_fleet(&args.inventory, PasswordInput::default()) {
+    let (_inv, fleet) = match crate::fleet::load_fleet(&args.inventory, PasswordInput::default()) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e:#}");

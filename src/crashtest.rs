@@ -13,7 +13,7 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cli::{ConnectArgs, Output};
+use crate::fleet::{ConnectArgs, Output};
 use crate::receiver::events::{EventKind, EventLog};
 use crate::report::junit;
 use crate::resources::sh_quote;
@@ -568,11 +568,11 @@ fn render_human(results: &[HostResult]) -> String {
 }
 
 pub async fn run(args: TestCrashArgs, _verbose: u8) -> Result<i32> {
-    let (inv, fleet) = match crate::cli::load_fleet(&args.inventory, PasswordInput::default()) {
+    let (inv, fleet) = match crate::fleet::load_fleet(&args.inventory, PasswordInput::default()) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return Ok(crate::cli::exit::USAGE);
+            return Ok(crate::fleet::exit::USAGE);
         }
     };
     let mut hosts: Vec<String> = if args.hosts.is_empty() {
@@ -584,7 +584,7 @@ pub async fn run(args: TestCrashArgs, _verbose: u8) -> Result<i32> {
                 Ok(s) => v.extend(s),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return Ok(crate::cli::exit::USAGE);
+                    return Ok(crate::fleet::exit::USAGE);
                 }
             }
         }
@@ -595,18 +595,18 @@ pub async fn run(args: TestCrashArgs, _verbose: u8) -> Result<i32> {
             Ok(s) => hosts.retain(|h| s.contains(h)),
             Err(e) => {
                 eprintln!("error: --limit: {e}");
-                return Ok(crate::cli::exit::USAGE);
+                return Ok(crate::fleet::exit::USAGE);
             }
         }
     }
     hosts.dedup();
     if let Some(h) = hosts.iter().find(|h| !fleet.clients.contains_key(*h)) {
         eprintln!("error: {h} is not in group netdump_clients; only clients can be crash-tested");
-        return Ok(crate::cli::exit::USAGE);
+        return Ok(crate::fleet::exit::USAGE);
     }
     if hosts.is_empty() {
         eprintln!("error: no client matches; nothing to crash");
-        return Ok(crate::cli::exit::USAGE);
+        return Ok(crate::fleet::exit::USAGE);
     }
     let results = run_hosts(&fleet, &hosts, &args).await;
     match args.output {
@@ -636,9 +636,9 @@ pub async fn run(args: TestCrashArgs, _verbose: u8) -> Result<i32> {
         junit::write(path, "provision", "test-crash", &cases)?;
     }
     Ok(if results.iter().all(|r| r.passed) {
-        crate::cli::exit::OK
+        crate::fleet::exit::OK
     } else {
-        crate::cli::exit::HOST_FAILED
+        crate::fleet::exit::HOST_FAILED
     })
 }
 

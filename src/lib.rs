@@ -8,6 +8,7 @@ pub mod cli;
 pub mod crashes;
 pub mod crashtest;
 pub mod facts;
+pub mod fleet;
 pub mod inventory;
 pub mod lab;
 pub mod receiver;

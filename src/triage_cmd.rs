@@ -13,7 +13,7 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cli::{Output, exit};
+use crate::fleet::{Output, exit};
 use crate::triage::{self, CrashReport};
 
 /// Bytes read per file; a longer file is triaged on its first `MAX_FILE_BYTES` (a crash report

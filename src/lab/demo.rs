@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use super::{LabConfig, down, up};
 
 async fn provision(args: &[&str]) -> Result<(i32, String)> {
-    let exe = crate::cli::self_exe().context("cannot locate this program")?;
+    let exe = crate::fleet::self_exe().context("cannot locate this program")?;
     let out = tokio::process::Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
