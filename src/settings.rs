@@ -5,8 +5,6 @@
 //!
 //! CONTRACT (shared with roles/apply): the type definitions below are fixed; `resolve` fills them.
 
-use std::path::PathBuf;
-
 use indexmap::IndexMap;
 use serde::Serialize;
 
@@ -175,12 +173,8 @@ pub struct FleetSettings {
     pub clients: IndexMap<String, ClientSettings>,
 }
 
-/// Where a bad value came from, for messages ("inventories/lab.yaml:12: netdump_port: ...").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-}
+/// Where a bad value came from (defined by the inventory, which knows files and lines).
+pub use crate::inventory::Origin;
 
 // ---------------------------------------------------------------------------------------------
 // Resolution: inventory variables + defaults → the types above.

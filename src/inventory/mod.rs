@@ -32,7 +32,6 @@ use std::sync::Arc;
 use indexmap::{IndexMap, IndexSet};
 use yaml_serde::Value;
 
-use crate::settings::Origin;
 use crate::ssh::Target;
 
 /// A host with its flattened variables.
@@ -244,6 +243,13 @@ pub(crate) struct Group {
     pub file_vars: Layer,
     pub priority: i64,
     pub depth: usize,
+}
+
+/// Where a value came from, for messages ("inventories/lab.yaml:12: netdump_port: ...").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: Option<usize>,
 }
 
 /// A loaded inventory.
