@@ -49,17 +49,8 @@ pub enum ReceiverMode {
     None,
 }
 
-/// Where the `netdump` user's password comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PasswordSpec {
-    /// `netdump_password_hash`: a crypt(3) string, set as is.
-    Hash(Secret),
-    /// `--password-file` / `NETDUMP_PASSWORD`: hashed locally with SHA-512 crypt; the current
-    /// hash on the server is verified against it first so re-runs stay idempotent.
-    Plain(Secret),
-    /// No password managed (the account stays locked for password logins).
-    Unset,
-}
+/// The netdump account's password, as the user resource applies it.
+pub use crate::resources::user::PasswordSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerSettings {

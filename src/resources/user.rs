@@ -5,7 +5,18 @@ use sha_crypt::{PasswordHasher, PasswordVerifier, ShaCrypt};
 
 use super::{Change, Observed, Plan, PlanContext, Resource, ResourceError, sh_quote};
 use crate::secret::Secret;
-use crate::settings::PasswordSpec;
+
+/// Where the `netdump` user's password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSpec {
+    /// `netdump_password_hash`: a crypt(3) string, set as is.
+    Hash(Secret),
+    /// `--password-file` / `NETDUMP_PASSWORD`: hashed locally with SHA-512 crypt; the current
+    /// hash on the server is verified against it first so re-runs stay idempotent.
+    Plain(Secret),
+    /// No password managed (the account stays locked for password logins).
+    Unset,
+}
 
 #[derive(Debug, Clone)]
 pub struct User {
