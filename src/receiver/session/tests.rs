@@ -6,6 +6,7 @@ use crate::receiver::wire::{Reply, Request, cmd, code};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
+use std::net::Ipv4Addr;
 
 /// The RHEL 4 client: START until ACK, then answers each request once, never retransmits.
 struct Client {
