@@ -102,7 +102,17 @@ pub struct Server {
 impl Server {
     /// Binds the socket (an IPv6 wildcard also takes IPv4) and prepares the dump dir.
     pub async fn bind(cfg: ReceiverConfig) -> anyhow::Result<Server> {
-        let std_sock = bind_socket(cfg.listen).map_err(|e| {
+        let mut r = bind_socket(cfg.listen);
+        if let Err(e) = &r
+            && cfg.listen.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            && e.raw_os_error() == Some(nix::libc::EAFNOSUPPORT)
+        {
+            // IPv6 switched off in this kernel: the wildcard still means "every address".
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), cfg.listen.port());
+            tracing::warn!("IPv6 is not available here ({e}); listening on {v4} only");
+            r = bind_socket(v4);
+        }
+        let std_sock = r.map_err(|e| {
             anyhow::anyhow!(
                 "Couldn't bind master socket to {}: {e} (is another netdump-server running? \
                  ports below 1024 need root)",
