@@ -228,9 +228,16 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             let deadline = tokio::time::Instant::from_std(self.next_deadline());
+            // Biased, and the socket last: under a flood it is always readable, and timers,
+            // writer reports and magic values must still be seen (they are rare and cheap).
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                _ = tokio::time::sleep_until(deadline) => self.on_timers(Instant::now()).await,
+                Some(r) = self.reports_rx.recv() => self.on_report(r, Instant::now()).await,
+                Some((ip, magic)) = self.magic_rx.recv() => {
+                    self.on_magic(ip, magic, Instant::now()).await;
+                }
                 r = self.sock.recv_from(&mut buf) => {
                     match r {
                         Ok((n, src)) => self.on_datagram(src, &buf[..n], Instant::now()).await,
@@ -244,11 +251,6 @@ impl Server {
                         }
                     }
                     self.flush_console();
-                }
-                _ = tokio::time::sleep_until(deadline) => self.on_timers(Instant::now()).await,
-                Some(r) = self.reports_rx.recv() => self.on_report(r, Instant::now()).await,
-                Some((ip, magic)) = self.magic_rx.recv() => {
-                    self.on_magic(ip, magic, Instant::now()).await;
                 }
             }
         }
@@ -294,18 +296,26 @@ impl Server {
     fn client(&mut self, ip: IpAddr, src: SocketAddr, now: Instant) -> Option<&mut Client> {
         if !self.clients.contains_key(&ip) {
             if self.clients.len() >= self.caps.max_netdump_sources.max(1) {
-                let victim = self
+                // Forget the longest-idle eighth of the sources without a session at once, so
+                // a stream of new (spoofed) sources costs O(1) per datagram, not a scan each.
+                let mut idle: Vec<(Instant, IpAddr)> = self
                     .clients
                     .iter()
                     .filter(|(_, c)| c.session.is_none())
-                    .min_by_key(|(_, c)| c.last_seen)
-                    .map(|(ip, _)| *ip);
-                let Some(v) = victim else {
+                    .map(|(ip, c)| (c.last_seen, *ip))
+                    .collect();
+                if idle.is_empty() {
                     Stats::inc(&self.stats.sessions_cap);
                     return None;
-                };
-                self.forget(v);
-                Stats::inc(&self.stats.sources_evicted);
+                }
+                let n = (self.caps.max_netdump_sources / 8).clamp(1, idle.len());
+                if n < idle.len() {
+                    idle.select_nth_unstable(n);
+                }
+                for &(_, v) in &idle[..n] {
+                    self.forget(v);
+                }
+                Stats::add(&self.stats.sources_evicted, n as u64);
             }
             self.clients.insert(ip, Client::new(src, now));
         }
