@@ -336,4 +336,43 @@ mod tests {
                 .is_err()
         );
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any text (netdump.conf is often hand-edited) parses or fails with a line number;
+            /// never a panic.
+            #[test]
+            fn any_text_parses_or_names_a_line(text in "(?s).{0,400}") {
+                match FileConfig::parse(&text, Path::new("/etc/netdump.conf")) {
+                    Ok(_) => {}
+                    Err(e) => prop_assert!(e.to_string().contains("/etc/netdump.conf line "), "{e}"),
+                }
+            }
+
+            /// Well-formed lines in any spelling give back their values.
+            #[test]
+            fn known_keys_round_trip(
+                port in 1u16..,
+                conc in 0usize..10_000,
+                secure in any::<bool>(),
+                sep in prop_oneof![Just(" = "), Just("="), Just(" "), Just("\t")],
+                quote in any::<bool>(),
+            ) {
+                let q = if quote { "\"" } else { "" };
+                let text = format!(
+                    "# c\nport{sep}{q}{port}{q}\nmax_concurrent_dumps{sep}{conc}\nsecure{sep}{}  # x\n",
+                    if secure { "yes" } else { "0" }
+                );
+                let c = FileConfig::parse(&text, Path::new("/n")).unwrap();
+                prop_assert_eq!(c.port, Some(port));
+                prop_assert_eq!(c.max_concurrent_dumps, Some(conc));
+                prop_assert_eq!(c.secure, Some(secure));
+            }
+        }
+    }
 }

@@ -410,6 +410,54 @@ mod tests {
     }
 
     #[test]
+    fn host_names_are_safe_path_components() {
+        let n = |s: &str| host_name(s.parse().unwrap());
+        assert_eq!(n("198.18.0.7"), "198.18.0.7");
+        assert_eq!(n("::ffff:198.18.0.7"), "198.18.0.7");
+        assert_eq!(n("fd00::1"), "fd00__1");
+        assert_eq!(n("::1"), "__1");
+        for a in ["2001:db8::ff00:42:8329", "fe80::1", "::"] {
+            let name = n(a);
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == '_' || c == '.'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn netlog_log_stops_at_its_cap_with_one_note() {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = LogFile::open(t.path(), 100).unwrap();
+        assert!(l.append(&[b'a'; 60]).unwrap());
+        assert!(!l.append(&[b'b'; 60]).unwrap());
+        assert!(!l.append(&[b'c'; 10]).unwrap());
+        assert_eq!(l.dropped, 70);
+        let text = fs::read_to_string(t.path().join(LOG_FILE)).unwrap();
+        assert_eq!(text.matches("cap reached").count(), 1);
+        assert!(!text.contains('b'));
+        // Reopened later, the size already written still counts.
+        let mut l = LogFile::open(t.path(), 100).unwrap();
+        assert!(!l.append(b"more").unwrap());
+    }
+
+    #[test]
+    fn magic_reads_refuse_links_fifos_and_huge_files() {
+        let t = tempfile::tempdir().unwrap();
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let d = t.path().join("magic");
+        fs::create_dir(&d).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.join("127.0.0.2")).unwrap();
+        assert_eq!(read_magic(t.path(), ip), None);
+        fs::remove_file(d.join("127.0.0.2")).unwrap();
+        fs::write(d.join("127.0.0.2"), "0".repeat(10_000)).unwrap();
+        assert_eq!(read_magic(t.path(), ip), None);
+        fs::write(d.join("127.0.0.2"), "89abcdef01234567\n").unwrap();
+        assert_eq!(read_magic(t.path(), ip), Some(0x89ab_cdef_0123_4567));
+    }
+
+    #[test]
     fn crash_dirs_are_private_and_unique() {
         use std::os::unix::fs::PermissionsExt;
         let t = tempfile::tempdir().unwrap();
