@@ -499,6 +499,8 @@ impl Server {
                 d
             }
         };
+        // A dump is never refused a directory by the directory caps (its netlog may have been).
+        c.dir_refused = false;
         c.reply_to = src;
         c.generation = generation;
         c.session = Some(Session::new(ip, dir, security, admission, tuning, now));
@@ -813,10 +815,10 @@ impl Server {
             return false;
         };
         if c.writer.is_none() {
-            if c.dir_refused {
+            let has_session = c.session.is_some();
+            if c.dir_refused && !has_session {
                 return false;
             }
-            let has_session = c.session.is_some();
             if self.writers >= self.caps.max_writers {
                 // Make room: the longest-quiet netlog-only writer with nothing queued.
                 let victim = self
