@@ -1,7 +1,7 @@
 //! `provision receiver` options: clap arguments, netdump-server's `/etc/netdump.conf`, and the
 //! resolved configuration (explicit CLI flags > config file > defaults).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ pub const DEFAULT_CONCURRENT: usize = 4;
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ReceiverArgs {
-    /// UDP address to listen on (netdump and netconsole share it) [default: 0.0.0.0:6666]
+    /// UDP address to listen on (netdump and netconsole share it); `[::]` takes IPv4 and IPv6
+    /// [default: [::]:6666]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
     /// Root of the dump directories [default: /var/crash]
@@ -49,6 +50,10 @@ pub struct ReceiverArgs {
     /// When started as root: switch to this user after binding (e.g. netdump)
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Print the counters of the receiver serving --dump-dir (caps reached, drops, failures)
+    /// from <dump-dir>/receiver-stats.json, and exit
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Debug, Error)]
@@ -166,8 +171,11 @@ pub struct ReceiverConfig {
     pub tuning: Tuning,
     /// Upper bound on a hook script's run time.
     pub hook_timeout: Duration,
-    /// Period of the timer that drives session timeouts.
+    /// Housekeeping period (idle sources, writer stalls); session and netconsole timers run
+    /// from their own deadlines.
     pub tick: Duration,
+    /// Caps on everything a sender can make the receiver hold (receiver::limits).
+    pub caps: super::limits::Caps,
     /// Pages in flight summed over all concurrent dumps; each dump gets an equal share
     /// (at most `tuning.window`, at least 4) so many clients cannot overrun the socket buffer.
     pub total_window: usize,
@@ -177,7 +185,7 @@ impl ReceiverConfig {
     /// Defaults of netdump-server with the given dump dir.
     pub fn new(dump_dir: PathBuf) -> ReceiverConfig {
         ReceiverConfig {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT),
+            listen: SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), DEFAULT_PORT),
             dump_dir,
             concurrent: DEFAULT_CONCURRENT,
             secure: true,
@@ -185,7 +193,8 @@ impl ReceiverConfig {
             user: None,
             tuning: Tuning::default(),
             hook_timeout: Duration::from_secs(60),
-            tick: Duration::from_millis(10),
+            tick: Duration::from_millis(250),
+            caps: super::limits::Caps::default(),
             total_window: 2048,
         }
     }
@@ -217,7 +226,7 @@ impl ReceiverConfig {
         let mut c = ReceiverConfig::new(dump_dir);
         c.listen = args.listen.unwrap_or_else(|| {
             SocketAddr::new(
-                file.addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                file.addr.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
                 file.port.unwrap_or(DEFAULT_PORT),
             )
         });
@@ -273,7 +282,7 @@ mod tests {
     #[test]
     fn defaults_match_netdump_server() {
         let c = ReceiverConfig::resolve_with(&args(&[]), &FileConfig::default()).unwrap();
-        assert_eq!(c.listen, "0.0.0.0:6666".parse().unwrap());
+        assert_eq!(c.listen, "[::]:6666".parse().unwrap());
         assert_eq!(c.dump_dir, PathBuf::from("/var/crash"));
         assert_eq!(c.concurrent, 4);
         assert!(c.secure && c.space_check && !c.tuning.skip_zero);
@@ -326,5 +335,44 @@ mod tests {
             ReceiverConfig::resolve_with(&args(&["--dump-dir", "rel"]), &FileConfig::default())
                 .is_err()
         );
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any text (netdump.conf is often hand-edited) parses or fails with a line number;
+            /// never a panic.
+            #[test]
+            fn any_text_parses_or_names_a_line(text in "(?s).{0,400}") {
+                match FileConfig::parse(&text, Path::new("/etc/netdump.conf")) {
+                    Ok(_) => {}
+                    Err(e) => prop_assert!(e.to_string().contains("/etc/netdump.conf line "), "{e}"),
+                }
+            }
+
+            /// Well-formed lines in any spelling give back their values.
+            #[test]
+            fn known_keys_round_trip(
+                port in 1u16..,
+                conc in 0usize..10_000,
+                secure in any::<bool>(),
+                sep in prop_oneof![Just(" = "), Just("="), Just(" "), Just("\t")],
+                quote in any::<bool>(),
+            ) {
+                let q = if quote { "\"" } else { "" };
+                let text = format!(
+                    "# c\nport{sep}{q}{port}{q}\nmax_concurrent_dumps{sep}{conc}\nsecure{sep}{}  # x\n",
+                    if secure { "yes" } else { "0" }
+                );
+                let c = FileConfig::parse(&text, Path::new("/n")).unwrap();
+                prop_assert_eq!(c.port, Some(port));
+                prop_assert_eq!(c.max_concurrent_dumps, Some(conc));
+                prop_assert_eq!(c.secure, Some(secure));
+            }
+        }
     }
 }

@@ -26,10 +26,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, File};
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -122,6 +122,11 @@ pub struct ConsoleStore {
     time_cache: (i64, String),
     line: String,
     pub stats: StoreStats,
+    /// Caps on crash directories (receiver::limits), when the receiver shares its budget.
+    budget: Option<(
+        std::sync::Arc<std::sync::Mutex<super::limits::DirBudget>>,
+        std::sync::Arc<super::limits::Stats>,
+    )>,
 }
 
 const BUF_BYTES: usize = 64 * 1024;
@@ -140,7 +145,18 @@ impl ConsoleStore {
             time_cache: (i64::MIN, String::new()),
             line: String::with_capacity(256),
             stats: StoreStats::default(),
+            budget: None,
         }
+    }
+
+    /// Crash records then make directories only within `budget` (per source and per hour);
+    /// a refused record keeps its lines in `console/<ip>.log` only and emits no event.
+    pub fn set_dir_budget(
+        &mut self,
+        budget: std::sync::Arc<std::sync::Mutex<super::limits::DirBudget>>,
+        stats: std::sync::Arc<super::limits::Stats>,
+    ) {
+        self.budget = Some((budget, stats));
     }
 
     pub fn dump_dir(&self) -> &Path {
@@ -149,7 +165,8 @@ impl ConsoleStore {
 
     /// Path of a host's current console log.
     pub fn log_path(&self, ip: IpAddr) -> PathBuf {
-        self.console_dir.join(format!("{}.log", ip.to_canonical()))
+        self.console_dir
+            .join(format!("{}.log", super::store::host_name(ip)))
     }
 
     /// The directory of the host's open crash record, if one is open.
@@ -553,12 +570,24 @@ impl ConsoleStore {
             return Ok(()); // the same crash's next line (e.g. "Kernel panic" after "sysrq:")
         }
         self.stats.crashes += 1;
+        if let Some((budget, stats)) = &self.budget {
+            let r = budget
+                .lock()
+                .map_err(|_| super::limits::DirRefused::TotalCap)
+                .and_then(|mut b| b.take(ip, std::time::Instant::now()));
+            if let Err(why) = r {
+                super::limits::DirBudget::count(stats, why);
+                return Ok(());
+            }
+        }
         let adopted = self.host(ip, now).adopted.take();
         let dir = match adopted {
             Some(d) if d.is_dir() => d,
-            _ => self
-                .dump_dir
-                .join(format!("{ip}-{}", now.format("%Y-%m-%d-%H:%M:%S"))),
+            _ => self.dump_dir.join(format!(
+                "{}-{}",
+                super::store::host_name(ip),
+                now.format("%Y-%m-%d-%H:%M:%S")
+            )),
         };
         let made = match DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => Ok(()),
@@ -639,22 +668,8 @@ impl ConsoleStore {
 /// Opens `path` for appending, creating it 0600; never follows a symlink; a pre-existing file
 /// gets mode 0600 too.
 fn open_append(path: &Path) -> io::Result<BufWriter<File>> {
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits())
-        .open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
-    if meta.permissions().mode() & 0o777 != 0o600 {
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
+    // Non-blocking (a FIFO put there cannot stall us), no-follow, regular files only.
+    let f = super::files::open_append(path)?;
     Ok(BufWriter::with_capacity(BUF_BYTES, f))
 }
 

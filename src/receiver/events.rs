@@ -64,14 +64,11 @@ impl EventLog {
         &self.path
     }
 
+    /// Appends one event line. The file is opened without following links or blocking and
+    /// must be a regular file (receiver::files); errors name the file. Public for other writers
+    /// of the same stream (e.g. the dump sink).
     pub fn append(&self, event: &Event) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        f.write_all(&line)
+        append_event(&self.path, event)
     }
 
     /// Parses an events file's text; lines that are not valid events are skipped.
@@ -80,6 +77,14 @@ impl EventLog {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+}
+
+/// Appends `event` as one JSON line to the events file at `path` (one `write`, O_APPEND).
+pub fn append_event(path: &Path, event: &Event) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut f = super::files::open_append(path)?;
+    f.write_all(&line)
 }
 
 #[cfg(test)]

@@ -7,16 +7,22 @@
 //! - `server`: the tokio UDP loop that feeds sessions and performs their actions.
 //! - `config`: `ReceiverArgs` (clap), netdump.conf, resolved `ReceiverConfig`.
 //! - `events`: `<dumpdir>/events.jsonl`.
+//! - `files`: opening files that must be regular, without following links or blocking.
+//! - `limits`: caps and counters on what senders can make the receiver hold.
+//! - `writer`: the threads doing file IO off the packet loop.
 
 pub mod config;
 pub mod console;
 pub mod events;
+pub mod files;
+pub mod limits;
 pub mod netconsole;
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod vmcore;
 pub mod wire;
+pub mod writer;
 
 pub use config::{ReceiverArgs, ReceiverConfig};
 
@@ -29,6 +35,9 @@ pub async fn run(args: ReceiverArgs) -> anyhow::Result<()> {
         )
         .try_init();
     let cfg = ReceiverConfig::resolve(&args)?;
+    if args.stats {
+        return print_stats(&cfg.dump_dir);
+    }
     let user = cfg.user.clone();
     // Handlers first: a SIGTERM that arrives once we serve must stop us cleanly, not kill us.
     let shutdown = shutdown_signal()?;
@@ -37,6 +46,27 @@ pub async fn run(args: ReceiverArgs) -> anyhow::Result<()> {
         drop_privileges(&name)?;
     }
     server.run(shutdown).await
+}
+
+/// `provision receiver --stats`: the counters the receiver serving `dump_dir` last wrote.
+fn print_stats(dump_dir: &std::path::Path) -> anyhow::Result<()> {
+    let p = dump_dir.join(writer::STATS_FILE);
+    let b = files::read_bounded(&p, 64 * 1024).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}: {e} (is a receiver serving --dump-dir {}? it writes the file every \
+             report interval and at shutdown)",
+            p.display(),
+            dump_dir.display()
+        )
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&b)
+        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", p.display()))?;
+    if let Some(m) = v.as_object() {
+        for (k, v) in m {
+            println!("{k:<22} {v}");
+        }
+    }
+    Ok(())
 }
 
 /// Installs SIGTERM/SIGINT handlers now; the returned future resolves on either signal.

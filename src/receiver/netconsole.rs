@@ -835,6 +835,22 @@ impl Stream {
         }
     }
 
+    /// When [`Stream::tick`] next has something to flush (a fragment, reorder gap or partial
+    /// line timing out); `None` when nothing is held back.
+    pub fn poll_timeout(&self, limits: &Limits) -> Option<Instant> {
+        let frag = self
+            .partials
+            .values()
+            .map(|p| p.first + limits.fragment_timeout)
+            .min();
+        let gap = self
+            .pending
+            .first_key_value()
+            .map(|(_, r)| r.arrived + limits.reorder_timeout);
+        let line = self.line_since.map(|t| t + limits.partial_line_timeout);
+        [frag, gap, line].into_iter().flatten().min()
+    }
+
     /// True when nothing is held back (no fragments, gaps or partial line).
     pub fn is_idle(&self) -> bool {
         self.pending.is_empty() && self.partials.is_empty() && self.line.is_empty()
@@ -902,6 +918,8 @@ pub struct Collector {
     scratch: Vec<ConsoleEvent>,
     /// Sources evicted because `max_sources` was reached.
     pub evicted: u64,
+    /// Earliest deadline of any stream (may be early, never late).
+    wake_at: Option<Instant>,
 }
 
 impl Default for Collector {
@@ -917,6 +935,7 @@ impl Collector {
             limits,
             scratch: Vec::new(),
             evicted: 0,
+            wake_at: None,
         }
     }
 
@@ -949,8 +968,22 @@ impl Collector {
         let mut scratch = std::mem::take(&mut self.scratch);
         let (stream, limits) = self.stream(src, now, out);
         stream.ingest(datagram, now, limits, &mut scratch);
+        let due = stream.poll_timeout(limits);
         out.extend(scratch.drain(..).map(|e| (src, e)));
         self.scratch = scratch;
+        self.note_deadline(due);
+    }
+
+    fn note_deadline(&mut self, due: Option<Instant>) {
+        if let Some(d) = due {
+            self.wake_at = Some(self.wake_at.map_or(d, |w| w.min(d)));
+        }
+    }
+
+    /// When [`Collector::tick`] next has work (held-back fragments, gaps or partial lines);
+    /// `None` when nothing waits. Idle sources are forgotten by ticks the caller makes anyway.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wake_at
     }
 
     /// Feeds the text payload of a RHEL netlog `REPLY_LOG` frame (or any plain console text)
@@ -966,8 +999,10 @@ impl Collector {
         let mut scratch = std::mem::take(&mut self.scratch);
         let (stream, limits) = self.stream(src, now, &mut out);
         stream.ingest_plain(text, now, limits, &mut scratch);
+        let due = stream.poll_timeout(limits);
         out.extend(scratch.drain(..).map(|e| (src, e)));
         self.scratch = scratch;
+        self.note_deadline(due);
         out
     }
 
@@ -985,8 +1020,10 @@ impl Collector {
         let mut scratch = std::mem::take(&mut self.scratch);
         let (stream, limits) = self.stream(src, now, &mut out);
         stream.ingest_netlog(offset, payload, now, limits, &mut scratch);
+        let due = stream.poll_timeout(limits);
         out.extend(scratch.drain(..).map(|e| (src, e)));
         self.scratch = scratch;
+        self.note_deadline(due);
         out
     }
 
@@ -997,18 +1034,24 @@ impl Collector {
         out: &mut Vec<(IpAddr, ConsoleEvent)>,
     ) -> (&mut Stream, &Limits) {
         if !self.streams.contains_key(&src) && self.streams.len() >= self.limits.max_sources {
-            let lru = self
+            // Evict the least recently heard eighth at once: a stream of new (spoofed)
+            // sources then costs O(1) per datagram instead of a scan each.
+            let mut by_age: Vec<(Instant, IpAddr)> = self
                 .streams
                 .iter()
-                .min_by_key(|(_, s)| s.last_heard)
-                .map(|(&ip, _)| ip);
-            if let Some(ip) = lru
-                && let Some(mut s) = self.streams.remove(&ip)
-            {
-                let mut ev = Vec::new();
-                s.flush_all(&mut ev);
-                out.extend(ev.into_iter().map(|e| (ip, e)));
-                self.evicted += 1;
+                .map(|(ip, s)| (s.last_heard, *ip))
+                .collect();
+            let n = (self.limits.max_sources / 8).clamp(1, by_age.len().max(1));
+            if n < by_age.len() {
+                by_age.select_nth_unstable(n);
+            }
+            for &(_, ip) in by_age.iter().take(n) {
+                if let Some(mut s) = self.streams.remove(&ip) {
+                    let mut ev = Vec::new();
+                    s.flush_all(&mut ev);
+                    out.extend(ev.into_iter().map(|e| (ip, e)));
+                    self.evicted += 1;
+                }
             }
         }
         let stream = self.streams.entry(src).or_insert_with(|| Stream::new(now));
@@ -1021,9 +1064,13 @@ impl Collector {
         let mut out = Vec::new();
         let mut ev = Vec::new();
         let mut forget = Vec::new();
+        let mut wake: Option<Instant> = None;
         for (&ip, s) in &mut self.streams {
             s.tick(now, &self.limits, &mut ev);
             out.extend(ev.drain(..).map(|e| (ip, e)));
+            if let Some(d) = s.poll_timeout(&self.limits) {
+                wake = Some(wake.map_or(d, |w| w.min(d)));
+            }
             if s.is_idle() && now.saturating_duration_since(s.last_heard) >= self.limits.idle_forget
             {
                 forget.push(ip);
@@ -1032,6 +1079,7 @@ impl Collector {
         for ip in forget {
             self.streams.remove(&ip);
         }
+        self.wake_at = wake;
         out
     }
 

@@ -6,9 +6,14 @@
 //! on timeout) → space check → windowed `SEND_MEM` pipeline (nr = pfn) → `SHOW_STATE` once, wait
 //! while LOG flows → `REBOOT` repeated. Over the concurrency limit or out of space the memory phase
 //! is skipped; with a bad magic in secure mode the client is left alone.
+//!
+//! The session never blocks on the disk: the server tells it how many written pages are still
+//! queued (`set_write_backlog`); above `write_backlog_max` it stops requesting pages (the protocol
+//! is pull-based, so the client simply waits) and resumes when the writer catches up. Every wait
+//! has a deadline, and [`Session::poll_timeout`] says when the session next needs a `Tick`.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -43,6 +48,17 @@ pub struct Tuning {
     pub reject_hold: Duration,
     /// Leave all-zero pages as sparse holes.
     pub skip_zero: bool,
+    /// A session whose client answered nothing (e.g. a spoofed START) is dropped after this.
+    pub unconfirmed_timeout: Duration,
+    /// Handshake datagram rounds sent to a client that has not answered yet (the first one
+    /// included), each `handshake_timeout` × 2^n after the previous.
+    pub unconfirmed_rounds: u32,
+    /// Longest wait for the free-space check (the netdump-nospace hook included).
+    pub space_timeout: Duration,
+    /// Pages queued for the disk above which no more pages are requested.
+    pub write_backlog_max: usize,
+    /// Requests paused by a full write queue this long → the dump fails (the writer is stuck).
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -62,6 +78,11 @@ impl Default for Tuning {
             reboot_interval: Duration::from_secs(1),
             reject_hold: Duration::from_secs(30),
             skip_zero: false,
+            unconfirmed_timeout: Duration::from_secs(5),
+            unconfirmed_rounds: 3,
+            space_timeout: Duration::from_secs(120),
+            write_backlog_max: 1024,
+            write_stall_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -91,6 +112,8 @@ pub enum Input<'a> {
     SpaceChecked {
         ok: bool,
     },
+    /// Writing this session's dump failed (the reason names file and error).
+    WriteFailed(&'a str),
     Tick,
 }
 
@@ -150,6 +173,7 @@ enum Phase {
     },
     SpaceWait {
         header: CoreHeader,
+        until: Instant,
     },
     Memory,
     ShowState {
@@ -177,7 +201,7 @@ pub struct Progress {
 }
 
 pub struct Session {
-    host: Ipv4Addr,
+    host: IpAddr,
     dir: PathBuf,
     security: Security,
     admission: Admission,
@@ -192,6 +216,16 @@ pub struct Session {
     last_heard: Instant,
     last_start_ack: Option<Instant>,
     confirmed: bool,
+    created: Instant,
+    /// Handshake rounds sent so far.
+    rounds: u32,
+    /// When the last datagram answering a repeated START went out (at most one per second).
+    last_start_reply: Option<Instant>,
+    /// Crash event and netdump-crash hook already emitted.
+    announced: bool,
+    write_backlog: usize,
+    paused_since: Option<Instant>,
+    failed: bool,
     // memory phase
     inflight: HashMap<u32, InFlight>,
     next_pfn: u32,
@@ -207,7 +241,7 @@ const CTL_NR_BASE: u32 = 0xC000_0000;
 
 impl Session {
     pub fn new(
-        host: Ipv4Addr,
+        host: impl Into<IpAddr>,
         dir: PathBuf,
         security: Security,
         admission: Admission,
@@ -215,7 +249,7 @@ impl Session {
         now: Instant,
     ) -> Session {
         Session {
-            host,
+            host: host.into().to_canonical(),
             dir,
             security,
             admission,
@@ -230,6 +264,13 @@ impl Session {
             last_heard: now,
             last_start_ack: None,
             confirmed: false,
+            created: now,
+            rounds: 0,
+            last_start_reply: None,
+            announced: false,
+            write_backlog: 0,
+            paused_since: None,
+            failed: false,
             inflight: HashMap::new(),
             next_pfn: 0,
             limit: 0,
@@ -241,8 +282,89 @@ impl Session {
         }
     }
 
-    pub fn host(&self) -> Ipv4Addr {
+    pub fn host(&self) -> IpAddr {
         self.host
+    }
+
+    /// True once the client answered a request (its START was not a lone, possibly spoofed,
+    /// datagram).
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
+
+    /// Pages handed out in `WritePage` actions that the writer has not written yet.
+    pub fn set_write_backlog(&mut self, pages: usize) {
+        self.write_backlog = pages;
+    }
+
+    fn paused(&self) -> bool {
+        self.write_backlog >= self.t.write_backlog_max.max(1)
+    }
+
+    /// When the session next needs an `Input::Tick` (None: only on input).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = &self.t;
+        match &self.phase {
+            Phase::Idle | Phase::Done => None,
+            Phase::Rejected { until } => Some(*until),
+            Phase::Handshake { sent_at } => {
+                let silence = if self.confirmed {
+                    self.last_heard + t.silence_timeout
+                } else {
+                    self.created + t.unconfirmed_timeout
+                };
+                let resend = if self.confirmed || self.rounds < t.unconfirmed_rounds.max(1) {
+                    Some(*sent_at + self.handshake_backoff())
+                } else {
+                    None
+                };
+                Some(resend.map_or(silence, |r| r.min(silence)))
+            }
+            Phase::SpaceWait { until, .. } => Some(*until),
+            Phase::Memory => {
+                if self.inflight.is_empty() {
+                    // Paused by the writer: look at its backlog again soon (the stall deadline
+                    // in memory_tick bounds the wait).
+                    return Some(self.last_heard + t.min_rto);
+                }
+                let rto = self.rto();
+                let tail = self.next_pfn >= self.limit;
+                let mut at = self.last_heard + t.silence_timeout;
+                for f in self.inflight.values() {
+                    let backoff = if tail {
+                        rto
+                    } else {
+                        rto * (1u32 << (f.tries - 1).min(5))
+                    };
+                    at = at.min(f.sent_at + backoff.min(t.max_rto));
+                }
+                if self.paused() && self.next_pfn < self.limit {
+                    at = at.min(self.last_heard + t.min_rto);
+                }
+                Some(at)
+            }
+            Phase::ShowState {
+                sent_at,
+                last_activity,
+                answered,
+                ..
+            } => {
+                if *answered || last_activity > sent_at {
+                    Some(*last_activity + t.log_idle_timeout)
+                } else {
+                    Some(*sent_at + t.show_state_timeout)
+                }
+            }
+            Phase::Reboot { next_at, .. } => Some(*next_at),
+        }
+    }
+
+    fn handshake_backoff(&self) -> Duration {
+        if self.confirmed {
+            self.t.handshake_timeout
+        } else {
+            self.t.handshake_timeout * (1u32 << self.rounds.saturating_sub(1).min(6))
+        }
     }
 
     pub fn progress(&self) -> Progress {
@@ -286,7 +408,7 @@ impl Session {
                     return;
                 }
                 self.last_heard = now;
-                self.confirmed = true;
+                self.confirm(out);
                 self.on_reply(&r, now, out);
             }
             Input::Log => {
@@ -300,11 +422,57 @@ impl Session {
                 } = self.phase
                 {
                     *last_activity = now;
-                    self.confirmed = true;
+                    self.confirm(out);
                 }
             }
             Input::SpaceChecked { ok } => self.on_space(ok, now, out),
+            Input::WriteFailed(why) => self.on_write_failed(why, now, out),
             Input::Tick => self.on_tick(now, out),
+        }
+    }
+
+    fn confirm(&mut self, out: &mut Vec<Action>) {
+        if !self.confirmed {
+            self.confirmed = true;
+            self.announce(out);
+        }
+    }
+
+    /// The crash event and netdump-crash hook: at START when its magic was verified, else once
+    /// the client answered (a lone spoofed START must not produce events or run hooks).
+    fn announce(&mut self, out: &mut Vec<Action>) {
+        if self.announced || matches!(self.phase, Phase::Idle | Phase::Rejected { .. }) {
+            return;
+        }
+        self.announced = true;
+        let info = self.start;
+        self.emit(
+            out,
+            EventKind::Crash,
+            Some(format!(
+                "netdump START: machine {}, version {}{}",
+                info.machine,
+                info.version,
+                if info.legacy { ", legacy client" } else { "" }
+            )),
+        );
+        self.hook(out, "netdump-crash");
+        if self.admission == Admission::RebootOnly {
+            self.emit(
+                out,
+                EventKind::DumpFailed,
+                Some("too many concurrent dumps; no memory dump".into()),
+            );
+        }
+    }
+
+    fn on_write_failed(&mut self, why: &str, now: Instant, out: &mut Vec<Action>) {
+        if !self.dump_open || self.failed {
+            return;
+        }
+        self.fail_dump(out, &format!("writing the dump failed: {why}"));
+        if matches!(self.phase, Phase::Memory) {
+            self.enter_show_state(now, out);
         }
     }
 
@@ -343,19 +511,29 @@ impl Session {
             Phase::Idle => {}
             Phase::Rejected { .. } | Phase::Done => return,
             Phase::Handshake { .. } => {
-                // ACK lost: acknowledge again and repeat the missing queries.
-                self.last_heard = now;
-                self.send_handshake(now, out);
+                // ACK lost: acknowledge again and repeat the missing queries — but a START
+                // proves nothing (it may be spoofed): it neither extends the session's life
+                // nor draws more than the bounded handshake rounds, at most one per second.
+                if self.confirmed {
+                    self.last_heard = now;
+                    self.send_handshake(now, out);
+                } else if self.rounds < self.t.unconfirmed_rounds.max(1)
+                    && self.start_reply_due(now)
+                {
+                    self.send_handshake(now, out);
+                }
                 return;
             }
             Phase::ShowState { .. } if !self.confirmed => {
-                self.last_heard = now;
-                self.send_ack(out);
-                let q = self.req(cmd::SHOW_STATE, 0);
-                out.push(Action::Send(q));
+                if self.start_reply_due(now) {
+                    self.send_ack(out);
+                    let q = self.req(cmd::SHOW_STATE, 0);
+                    out.push(Action::Send(q));
+                }
                 return;
             }
             Phase::SpaceWait { .. } => return,
+            _ if !self.confirmed => return,
             _ => {
                 // Still hearing replies → a late duplicate of the original START.
                 if now.saturating_duration_since(self.last_heard) < Duration::from_secs(2) {
@@ -405,17 +583,7 @@ impl Session {
                 return;
             }
         }
-        self.emit(
-            out,
-            EventKind::Crash,
-            Some(format!(
-                "netdump START: machine {}, version {}{}",
-                info.machine,
-                info.version,
-                if info.legacy { ", legacy client" } else { "" }
-            )),
-        );
-        self.hook(out, "netdump-crash");
+        let verified = matches!(self.security, Security::Expect(_));
         match self.admission {
             Admission::Dump => {
                 self.log(
@@ -438,15 +606,24 @@ impl Session {
                         self.host
                     ),
                 );
-                self.emit(
-                    out,
-                    EventKind::DumpFailed,
-                    Some("too many concurrent dumps; no memory dump".into()),
-                );
                 self.send_ack(out);
                 self.enter_show_state(now, out);
             }
         }
+        if verified {
+            self.announce(out);
+        }
+    }
+
+    /// Rate limit for answers to repeated STARTs of a client that has not answered yet.
+    fn start_reply_due(&mut self, now: Instant) -> bool {
+        let due = self
+            .last_start_reply
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1));
+        if due {
+            self.last_start_reply = Some(now);
+        }
+        due
     }
 
     fn send_ack(&mut self, out: &mut Vec<Action>) {
@@ -470,6 +647,7 @@ impl Session {
             let q = self.req(cmd::GET_REGS, 0);
             out.push(Action::Send(q));
         }
+        self.rounds = self.rounds.saturating_add(1);
         self.phase = Phase::Handshake { sent_at: now };
     }
 
@@ -536,14 +714,18 @@ impl Session {
         out.push(Action::CheckSpace {
             need: header.file_len,
         });
-        self.phase = Phase::SpaceWait { header };
+        self.phase = Phase::SpaceWait {
+            header,
+            until: now + self.t.space_timeout,
+        };
     }
 
     fn on_space(&mut self, ok: bool, now: Instant, out: &mut Vec<Action>) {
         let Phase::SpaceWait { .. } = self.phase else {
             return;
         };
-        let Phase::SpaceWait { header } = std::mem::replace(&mut self.phase, Phase::Memory) else {
+        let Phase::SpaceWait { header, .. } = std::mem::replace(&mut self.phase, Phase::Memory)
+        else {
             unreachable!()
         };
         if !ok {
@@ -597,6 +779,11 @@ impl Session {
 
     fn fill_window(&mut self, now: Instant, out: &mut Vec<Action>) {
         let ps = self.page_size.unwrap_or(4096) as usize;
+        if self.paused() {
+            self.paused_since.get_or_insert(now);
+            return;
+        }
+        self.paused_since = None;
         while self.inflight.len() < self.t.window.max(1) && self.next_pfn < self.limit {
             let pfn = self.next_pfn;
             self.next_pfn += 1;
@@ -726,7 +913,7 @@ impl Session {
             out,
             false,
             format!(
-                "netdump client {}: dump complete ({} pages written, {} zero, {} holes, {} \
+                "netdump client {}: all pages received ({} pages written, {} zero, {} holes, {} \
                  retransmits)",
                 self.host, p.pages_written, p.zero_pages, p.hole_pages, p.retransmits
             ),
@@ -740,6 +927,7 @@ impl Session {
     }
 
     fn fail_dump(&mut self, out: &mut Vec<Action>, why: &str) {
+        self.failed = true;
         if self.dump_open {
             self.dump_open = false;
             out.push(Action::FinishDump { complete: false });
@@ -779,7 +967,21 @@ impl Session {
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.phase {
-            Phase::Idle | Phase::Done | Phase::SpaceWait { .. } => {}
+            Phase::Idle | Phase::Done => {}
+            Phase::SpaceWait { until, .. } => {
+                if now >= until {
+                    self.log(
+                        out,
+                        true,
+                        format!(
+                            "netdump client {}: the free-space check did not answer within {} s",
+                            self.host,
+                            self.t.space_timeout.as_secs()
+                        ),
+                    );
+                    self.on_space(false, now, out);
+                }
+            }
             Phase::Rejected { until } => {
                 if now >= until {
                     self.phase = Phase::Done;
@@ -787,7 +989,25 @@ impl Session {
                 }
             }
             Phase::Handshake { sent_at } => {
-                if now.saturating_duration_since(self.last_heard) > self.t.silence_timeout {
+                if !self.confirmed {
+                    if now.saturating_duration_since(self.created) >= self.t.unconfirmed_timeout {
+                        self.log(
+                            out,
+                            false,
+                            format!(
+                                "netdump client {} answered none of {} handshake rounds; \
+                                 dropping the session (a lone START may be spoofed)",
+                                self.host, self.rounds
+                            ),
+                        );
+                        self.phase = Phase::Done;
+                        out.push(Action::Close);
+                    } else if self.rounds < self.t.unconfirmed_rounds.max(1)
+                        && now.saturating_duration_since(sent_at) >= self.handshake_backoff()
+                    {
+                        self.resend_queries(now, out);
+                    }
+                } else if now.saturating_duration_since(self.last_heard) > self.t.silence_timeout {
                     self.log(
                         out,
                         true,
@@ -862,6 +1082,25 @@ impl Session {
     }
 
     fn memory_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.inflight.is_empty() {
+            // Nothing asked of the client: its silence means nothing. Paused by the writer?
+            self.last_heard = now;
+            if let Some(p) = self.paused_since
+                && self.paused()
+                && now.saturating_duration_since(p) >= self.t.write_stall_timeout
+            {
+                let secs = self.t.write_stall_timeout.as_secs();
+                self.fail_dump(
+                    out,
+                    &format!("the disk writer made no progress for {secs} s (stuck file system?)"),
+                );
+                self.enter_show_state(now, out);
+                return;
+            }
+            self.fill_window(now, out);
+            self.check_memory_done(now, out);
+            return;
+        }
         if now.saturating_duration_since(self.last_heard) > self.t.silence_timeout {
             let secs = self.t.silence_timeout.as_secs();
             self.fail_dump(out, &format!("client silent for more than {secs} s"));

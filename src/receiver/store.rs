@@ -3,12 +3,13 @@
 //! `vmcore-incomplete` (0600, renamed to `vmcore`), magic files, hook scripts, free-space checks.
 //! Paths are built only from the socket's IPv4 address and the clock, never from packet bytes.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::vmcore::CoreHeader;
@@ -23,13 +24,23 @@ pub const HOOKS: [&str; 4] = [
     "netdump-reboot",
 ];
 
+/// How a source address appears in file and directory names: IPv4 (also IPv4-mapped IPv6) as
+/// dotted quad; IPv6 with `_` for `:` so names stay safe for scp/rsync-style `host:path`
+/// arguments and colon-separated lists. Only hex digits, `.` and `_` ever appear.
+pub fn host_name(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "_"),
+    }
+}
+
 /// Directory name for a crash of `ip` at local time `t`.
-pub fn crash_dir_name(ip: Ipv4Addr, t: chrono::DateTime<chrono::Local>) -> String {
-    format!("{ip}-{}", t.format("%Y-%m-%d-%H:%M:%S"))
+pub fn crash_dir_name(ip: IpAddr, t: chrono::DateTime<chrono::Local>) -> String {
+    format!("{}-{}", host_name(ip), t.format("%Y-%m-%d-%H:%M:%S"))
 }
 
 /// Creates `<root>/<ip>-<time>` with mode 0700; appends `.1`, `.2`, … if it already exists.
-pub fn create_crash_dir(root: &Path, ip: Ipv4Addr) -> io::Result<PathBuf> {
+pub fn create_crash_dir(root: &Path, ip: IpAddr) -> io::Result<PathBuf> {
     let base = crash_dir_name(ip, chrono::Local::now());
     for n in 0..1000 {
         let name = if n == 0 {
@@ -81,12 +92,16 @@ pub fn parse_magic(text: &str) -> Option<u64> {
     }
 }
 
-/// Reads `<root>/magic/<ip>`; `None` if missing, unreadable or unparsable.
-pub fn read_magic(root: &Path, ip: Ipv4Addr) -> Option<u64> {
-    let p = root.join("magic").join(ip.to_string());
-    match fs::read_to_string(&p) {
-        Ok(t) => {
-            let m = parse_magic(&t);
+/// Longest magic file read (16 hex digits with `0x` prefixes, spaces and a newline fit).
+pub const MAGIC_MAX_BYTES: usize = 128;
+
+/// Reads `<root>/magic/<ip>` (a regular file of at most [`MAGIC_MAX_BYTES`], opened without
+/// following links or blocking); `None` if missing, not a regular file, too long or unparsable.
+pub fn read_magic(root: &Path, ip: IpAddr) -> Option<u64> {
+    let p = root.join("magic").join(host_name(ip));
+    match super::files::read_bounded(&p, MAGIC_MAX_BYTES) {
+        Ok(b) => {
+            let m = parse_magic(&String::from_utf8_lossy(&b));
             if m.is_none() {
                 tracing::warn!(
                     "magic file {} is not hex (expected 16 hex digits); treating it as missing",
@@ -95,7 +110,11 @@ pub fn read_magic(root: &Path, ip: Ipv4Addr) -> Option<u64> {
             }
             m
         }
-        Err(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!("magic file for {ip}: {e}; treating it as missing");
+            None
+        }
     }
 }
 
@@ -114,6 +133,13 @@ pub fn hook_path(root: &Path, name: &str) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+static RUNNING_HOOKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Hook scripts started by [`spawn_hook`] and still running (or being waited for).
+pub fn running_hooks() -> usize {
+    RUNNING_HOOKS.load(Ordering::Relaxed)
+}
+
 /// Starts a hook script with `args` (cwd = dump dir, stdin/stdout null). Returns `None` if the
 /// script does not exist. The child is killed if it is still running after `limit`.
 pub fn spawn_hook(
@@ -123,6 +149,7 @@ pub fn spawn_hook(
     limit: Duration,
 ) -> Option<std::thread::JoinHandle<()>> {
     let path = hook_path(root, name)?;
+    RUNNING_HOOKS.fetch_add(1, Ordering::Relaxed);
     let child = Command::new(&path)
         .args(args)
         .current_dir(root)
@@ -133,6 +160,7 @@ pub fn spawn_hook(
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
+            RUNNING_HOOKS.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!(
                 "hook {} {:?} failed to execute: {e} (make it executable: chmod 0755)",
                 path.display(),
@@ -143,6 +171,13 @@ pub fn spawn_hook(
     };
     let args = args.to_vec();
     Some(std::thread::spawn(move || {
+        struct Done;
+        impl Drop for Done {
+            fn drop(&mut self) {
+                RUNNING_HOOKS.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        let _done = Done;
         let until = Instant::now() + limit;
         loop {
             match child.try_wait() {
@@ -175,7 +210,7 @@ pub fn spawn_hook(
 
 /// Space check before the memory phase: enough room for `need` bytes under `root`? If not, the
 /// `netdump-nospace` hook gets one chance (waited for, bounded by `limit`), then re-check.
-pub fn check_space(root: &Path, ip: Ipv4Addr, dir: &Path, need: u64, limit: Duration) -> bool {
+pub fn check_space(root: &Path, ip: IpAddr, dir: &Path, need: u64, limit: Duration) -> bool {
     let avail = free_space(root).unwrap_or(0);
     if avail >= need {
         return true;
@@ -204,31 +239,45 @@ pub fn check_space(root: &Path, ip: Ipv4Addr, dir: &Path, need: u64, limit: Dura
     avail >= need
 }
 
-fn open_private(path: &Path, append: bool) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.create(true).mode(0o600);
-    if append {
-        o.append(true);
-    } else {
-        o.read(true).write(true).truncate(true);
-    }
-    o.open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))
-}
-
-/// Appends console text to `<dir>/log`.
+/// Appends console text to `<dir>/log`, up to a size cap (then one note, and the rest is
+/// dropped and counted: the console log of a crash is its first megabytes).
 pub struct LogFile {
     file: File,
+    written: u64,
+    max: u64,
+    /// Bytes not written because the cap was reached.
+    pub dropped: u64,
 }
 
+/// Default cap of a netlog `log` file.
+pub const LOG_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 impl LogFile {
-    pub fn open(dir: &Path) -> io::Result<LogFile> {
+    pub fn open(dir: &Path, max: u64) -> io::Result<LogFile> {
+        let file = super::files::open_append(&dir.join(LOG_FILE))?;
+        let written = file.metadata()?.len();
         Ok(LogFile {
-            file: open_private(&dir.join(LOG_FILE), true)?,
+            file,
+            written,
+            max,
+            dropped: 0,
         })
     }
-    pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)
+
+    /// Appends `data`; returns false when it was dropped because the file is at its cap.
+    pub fn append(&mut self, data: &[u8]) -> io::Result<bool> {
+        if self.written + data.len() as u64 > self.max {
+            if self.dropped == 0 {
+                let note = b"\n-- log size cap reached; later console text dropped --\n";
+                self.file.write_all(note)?;
+                self.written += note.len() as u64;
+            }
+            self.dropped += data.len() as u64;
+            return Ok(false);
+        }
+        self.file.write_all(data)?;
+        self.written += data.len() as u64;
+        Ok(true)
     }
 }
 
@@ -278,7 +327,7 @@ pub struct DumpFile {
 
 impl DumpFile {
     pub fn create(dir: &Path, header: CoreHeader) -> io::Result<DumpFile> {
-        let file = open_private(&dir.join(VMCORE_INCOMPLETE), false)?;
+        let file = super::files::open_truncate(&dir.join(VMCORE_INCOMPLETE))?;
         file.write_all_at(&header.bytes, 0)?;
         Ok(DumpFile {
             dir: dir.to_path_buf(),
@@ -361,10 +410,58 @@ mod tests {
     }
 
     #[test]
+    fn host_names_are_safe_path_components() {
+        let n = |s: &str| host_name(s.parse().unwrap());
+        assert_eq!(n("198.18.0.7"), "198.18.0.7");
+        assert_eq!(n("::ffff:198.18.0.7"), "198.18.0.7");
+        assert_eq!(n("fd00::1"), "fd00__1");
+        assert_eq!(n("::1"), "__1");
+        for a in ["2001:db8::ff00:42:8329", "fe80::1", "::"] {
+            let name = n(a);
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == '_' || c == '.'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn netlog_log_stops_at_its_cap_with_one_note() {
+        let t = tempfile::tempdir().unwrap();
+        let mut l = LogFile::open(t.path(), 100).unwrap();
+        assert!(l.append(&[b'a'; 60]).unwrap());
+        assert!(!l.append(&[b'b'; 60]).unwrap());
+        assert!(!l.append(&[b'c'; 10]).unwrap());
+        assert_eq!(l.dropped, 70);
+        let text = fs::read_to_string(t.path().join(LOG_FILE)).unwrap();
+        assert_eq!(text.matches("cap reached").count(), 1);
+        assert!(!text.contains('b'));
+        // Reopened later, the size already written still counts.
+        let mut l = LogFile::open(t.path(), 100).unwrap();
+        assert!(!l.append(b"more").unwrap());
+    }
+
+    #[test]
+    fn magic_reads_refuse_links_fifos_and_huge_files() {
+        let t = tempfile::tempdir().unwrap();
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let d = t.path().join("magic");
+        fs::create_dir(&d).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.join("127.0.0.2")).unwrap();
+        assert_eq!(read_magic(t.path(), ip), None);
+        fs::remove_file(d.join("127.0.0.2")).unwrap();
+        fs::write(d.join("127.0.0.2"), "0".repeat(10_000)).unwrap();
+        assert_eq!(read_magic(t.path(), ip), None);
+        fs::write(d.join("127.0.0.2"), "89abcdef01234567\n").unwrap();
+        assert_eq!(read_magic(t.path(), ip), Some(0x89ab_cdef_0123_4567));
+    }
+
+    #[test]
     fn crash_dirs_are_private_and_unique() {
         use std::os::unix::fs::PermissionsExt;
         let t = tempfile::tempdir().unwrap();
-        let ip = Ipv4Addr::new(198, 18, 0, 7);
+        let ip = IpAddr::from([198, 18, 0, 7]);
         let a = create_crash_dir(t.path(), ip).unwrap();
         let b = create_crash_dir(t.path(), ip).unwrap();
         assert_ne!(a, b);

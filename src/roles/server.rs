@@ -235,7 +235,7 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
                 let unit = tmpl(
                     "netdump-receiver.service.j2",
                     json!({
-                        "user": user, "binary": RECEIVER_BINARY, "listen": "0.0.0.0",
+                        "user": user, "binary": RECEIVER_BINARY, "listen": "[::]",
                         "port": s.port, "dump_dir": dump, "concurrent": s.concurrent_dumps,
                         "secure": s.secure, "space_check": s.space_check,
                     }),

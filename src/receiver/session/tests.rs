@@ -6,6 +6,7 @@ use crate::receiver::wire::{Reply, Request, cmd, code};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
+use std::net::Ipv4Addr;
 
 /// The RHEL 4 client: START until ACK, then answers each request once, never retransmits.
 struct Client {
@@ -169,7 +170,7 @@ fn tuning() -> Tuning {
 
 /// Runs a session against the model client until it closes (or 120 s of virtual time).
 fn drive(
-    mut client: Client,
+    client: Client,
     security: Security,
     admission: Admission,
     t: Tuning,
@@ -177,6 +178,46 @@ fn drive(
     space_ok: bool,
     seed: u64,
 ) -> Outcome {
+    drive_ext(
+        client,
+        security,
+        admission,
+        t,
+        net,
+        space_ok,
+        seed,
+        &mut Ctl::default(),
+    )
+}
+
+/// What the server side does besides carrying packets, for the writer/space/timer tests.
+#[derive(Default)]
+struct Ctl {
+    /// Tick only when `poll_timeout` says so (else every virtual millisecond).
+    tick_on_deadline: bool,
+    /// Never answer the space check.
+    no_space_answer: bool,
+    /// Write backlog the "writer" reports, from (pages written so far, ms since start).
+    backlog: Option<Box<dyn FnMut(usize, u64) -> usize>>,
+    /// Report a failed write once this many pages were written.
+    fail_at_page: Option<usize>,
+    /// SEND_MEM requests sent while the backlog was at or above the limit.
+    sent_while_paused: usize,
+    ticks: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drive_ext(
+    mut client: Client,
+    security: Security,
+    admission: Admission,
+    t: Tuning,
+    net: Net,
+    space_ok: bool,
+    seed: u64,
+    ctl: &mut Ctl,
+) -> Outcome {
+    let backlog_max = t.write_backlog_max;
     let mut rng = SmallRng::seed_from_u64(seed);
     let t0 = Instant::now();
     let mut now = t0;
@@ -211,9 +252,16 @@ fn drive(
             let st = client.start();
             net.carry(&mut rng, &mut to_server, vec![st]);
         }
-        if pending_space {
+        if pending_space && !ctl.no_space_answer {
             pending_space = false;
             s.handle_into(Input::SpaceChecked { ok: space_ok }, now, &mut actions);
+        }
+        let ms = now.duration_since(t0).as_millis() as u64;
+        let backlog = ctl.backlog.as_mut().map_or(0, |f| f(out.pages.len(), ms));
+        s.set_write_backlog(backlog);
+        if ctl.fail_at_page.is_some_and(|n| out.pages.len() >= n) {
+            ctl.fail_at_page = None;
+            s.handle_into(Input::WriteFailed("disk full"), now, &mut actions);
         }
         // deliver a few packets each way per step
         for _ in 0..64 {
@@ -230,10 +278,16 @@ fn drive(
                 _ => panic!("client sent console text"),
             }
         }
-        s.handle_into(Input::Tick, now, &mut actions);
+        if !ctl.tick_on_deadline || s.poll_timeout().is_some_and(|d| d <= now) {
+            ctl.ticks += 1;
+            s.handle_into(Input::Tick, now, &mut actions);
+        }
         for a in actions.drain(..) {
             match a {
                 Action::Send(r) => {
+                    if r.command == cmd::SEND_MEM && backlog >= backlog_max {
+                        ctl.sent_while_paused += 1;
+                    }
                     let b = r.encode();
                     let mut delivered = VecDeque::new();
                     net.carry(&mut rng, &mut delivered, vec![b.to_vec()]);
@@ -702,4 +756,193 @@ mod prop {
             }
         }
     }
+}
+
+#[test]
+fn ticking_only_at_poll_timeout_still_recovers_losses() {
+    for seed in 0..3 {
+        let mut c = Client::new(300);
+        c.holes = vec![(40, 60)];
+        let mut model = Client::new(300);
+        model.holes = c.holes.clone();
+        let mut ctl = Ctl {
+            tick_on_deadline: true,
+            ..Ctl::default()
+        };
+        let o = drive_ext(
+            c,
+            Security::Insecure,
+            Admission::Dump,
+            tuning(),
+            Net {
+                loss: 0.05,
+                dup: 0.02,
+                reorder: 0.05,
+            },
+            true,
+            seed,
+            &mut ctl,
+        );
+        expect_identical(&o, &model, false);
+        // Far fewer wake-ups than one per virtual millisecond.
+        assert!(ctl.ticks < 20_000, "ticks {}", ctl.ticks);
+    }
+}
+
+#[test]
+fn lone_start_draws_few_datagrams_and_is_dropped_quickly() {
+    let t0 = Instant::now();
+    let mut s = Session::new(
+        Ipv4Addr::new(198, 18, 0, 9),
+        PathBuf::from("/d"),
+        Security::Insecure,
+        Admission::Dump,
+        tuning(),
+        t0,
+    );
+    let st = Client::new(10).start();
+    let mut sent = 0;
+    let mut other = vec![];
+    let mut closed_at = None;
+    // A spoofer repeats the START every 100 ms for 20 s; the "client" never answers.
+    for ms in 0..20_000u64 {
+        let now = t0 + Duration::from_millis(ms);
+        let mut a = vec![];
+        if ms % 100 == 0 {
+            s.handle_into(Input::Reply(Reply::decode(&st).unwrap()), now, &mut a);
+        }
+        s.handle_into(Input::Tick, now, &mut a);
+        for x in a {
+            match x {
+                Action::Send(_) => sent += 1,
+                Action::Close => closed_at = closed_at.or(Some(ms)),
+                x => other.push(x),
+            }
+        }
+        if s.is_done() {
+            break;
+        }
+    }
+    assert!(
+        sent <= 4 * 3,
+        "{sent} datagrams answered an unanswered START"
+    );
+    let closed = closed_at.expect("reclaimed");
+    assert!(
+        closed <= 5_000,
+        "reclaimed after {closed} ms of virtual time"
+    );
+    assert!(
+        !other
+            .iter()
+            .any(|a| matches!(a, Action::Emit { .. } | Action::RunHook { .. })),
+        "a lone START must not emit events or run hooks: {other:?}"
+    );
+}
+
+#[test]
+fn write_failure_ends_the_dump_as_failed_never_complete() {
+    let mut ctl = Ctl {
+        fail_at_page: Some(50),
+        ..Ctl::default()
+    };
+    let o = drive_ext(
+        Client::new(200),
+        Security::Insecure,
+        Admission::Dump,
+        tuning(),
+        Net::default(),
+        true,
+        3,
+        &mut ctl,
+    );
+    assert_eq!(o.finished, vec![false], "vmcore-incomplete kept");
+    assert_eq!(
+        o.events,
+        vec![
+            EventKind::Crash,
+            EventKind::DumpStarted,
+            EventKind::DumpFailed
+        ]
+    );
+    assert!(!o.progress.complete);
+    assert!(o.closed && o.client.rebooted >= 1, "client still rebooted");
+    assert!(o.pages.len() < 200);
+}
+
+#[test]
+fn slow_writer_pauses_requests_then_the_dump_completes() {
+    // The writer is "behind" from 30 to 60 virtual seconds: no page is requested then.
+    let mut ctl = Ctl {
+        backlog: Some(Box::new(|_, ms| {
+            if (30..60_000).contains(&ms) {
+                10_000
+            } else {
+                0
+            }
+        })),
+        ..Ctl::default()
+    };
+    let c = Client::new(3000);
+    let mut t = tuning();
+    t.silence_timeout = Duration::from_secs(5);
+    let o = drive_ext(
+        Client::new(3000),
+        Security::Insecure,
+        Admission::Dump,
+        t,
+        Net::default(),
+        true,
+        4,
+        &mut ctl,
+    );
+    expect_identical(&o, &c, false);
+    assert_eq!(ctl.sent_while_paused, 0);
+}
+
+#[test]
+fn stuck_writer_fails_the_dump_after_its_deadline() {
+    let mut ctl = Ctl {
+        backlog: Some(Box::new(|pages, _| if pages >= 20 { 10_000 } else { 0 })),
+        ..Ctl::default()
+    };
+    let mut t = tuning();
+    t.write_stall_timeout = Duration::from_secs(10);
+    let o = drive_ext(
+        Client::new(500),
+        Security::Insecure,
+        Admission::Dump,
+        t,
+        Net::default(),
+        true,
+        5,
+        &mut ctl,
+    );
+    assert_eq!(o.finished, vec![false]);
+    assert_eq!(o.events.last(), Some(&EventKind::DumpFailed));
+    assert!(o.closed);
+    assert_eq!(ctl.sent_while_paused, 0);
+}
+
+#[test]
+fn unanswered_space_check_has_a_deadline() {
+    let mut ctl = Ctl {
+        no_space_answer: true,
+        ..Ctl::default()
+    };
+    let mut t = tuning();
+    t.space_timeout = Duration::from_secs(3);
+    let o = drive_ext(
+        Client::new(20),
+        Security::Insecure,
+        Admission::Dump,
+        t,
+        Net::default(),
+        true,
+        6,
+        &mut ctl,
+    );
+    assert!(o.space_asked && o.opened.is_none());
+    assert_eq!(o.events, vec![EventKind::Crash, EventKind::DumpFailed]);
+    assert!(o.closed && o.client.rebooted >= 1);
 }
