@@ -67,7 +67,7 @@ pub struct ServerSettings {
     pub password: PasswordSpec,
     /// `netdump_receiver`: embedded | package | none.
     pub receiver: ReceiverMode,
-    /// `netdump_concurrent_dumps` (4).
+    /// `netdump_concurrent_dumps` (64, the receiver's default).
     pub concurrent_dumps: u32,
     /// `netdump_secure` (true): magic check in the receiver.
     pub secure: bool,
@@ -187,7 +187,7 @@ pub const CLIENT_GROUP: &str = "netdump_clients";
 /// Defaults, as documented on the types.
 pub const DEFAULT_PORT: u16 = 6666;
 pub const DEFAULT_DUMP_DIR: &str = "/var/crash";
-pub const DEFAULT_CONCURRENT_DUMPS: u32 = 4;
+pub const DEFAULT_CONCURRENT_DUMPS: u32 = crate::receiver::config::DEFAULT_CONCURRENT as u32;
 /// `netdump_min_free`: what test-crash's preflight asks for too.
 pub const DEFAULT_MIN_FREE: u64 = 256 << 20;
 /// `netdump_keep_dumps`: enough history for a lab server.

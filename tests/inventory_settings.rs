@@ -70,7 +70,7 @@ fn defaults() {
     assert_eq!(s.dump_dir, "/var/crash");
     assert_eq!(s.password, PasswordSpec::Unset);
     assert_eq!(s.receiver, ReceiverMode::Embedded);
-    assert_eq!(s.concurrent_dumps, 4);
+    assert_eq!(s.concurrent_dumps, 64);
     assert!(s.secure && s.space_check && s.manage_packages && s.manage_services);
     assert_eq!(s.uid, 34);
     // auto: clients default to flavor auto, which may be netdump.
