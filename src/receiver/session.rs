@@ -1,4 +1,4 @@
-//! One crashing netdump client, as a pure state machine (reference §4, §10):
+//! One crashing netdump client, as a pure state machine (docs/netdump-protocol.md §4):
 //! `handle(input, now) -> actions`. No sockets, files or clocks: the server feeds it decoded
 //! replies and timer ticks and performs the actions it returns, in order.
 //!

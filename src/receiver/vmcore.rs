@@ -1,5 +1,5 @@
 //! The ELF core header of a netdump vmcore, in the layout `crash` recognises as netdump
-//! (reference §5.4, §9): ELF class/byte order/e_machine of the client, phdr[0] = PT_NOTE,
+//! (docs/vmcore.md): ELF class/byte order/e_machine of the client, phdr[0] = PT_NOTE,
 //! phdr[1] = one page-aligned PT_LOAD from physical address 0 with `p_align` = client page size,
 //! CORE notes with `n_namesz = 4` (NT_PRSTATUS with the REGS block, NT_TASKSTRUCT).
 //! Page `pfn` lives at `data_offset + pfn * page_size`. Pure: produces bytes, does no IO.
@@ -42,7 +42,7 @@ impl Abi {
     }
 }
 
-/// Expected `elf_gregset_t` size for the arches whose layout is known (reference §4.3).
+/// Expected `elf_gregset_t` size for the arches whose layout is known (docs/netdump-protocol.md §4, step 4).
 pub fn gregset_size(machine_nr: u16) -> Option<usize> {
     match machine_nr {
         machine::I386 => Some(17 * 4),
@@ -230,7 +230,7 @@ fn phdr_entry(
         w.u64(size);
         w.u64(align);
     } else {
-        // ELF32 sizes overflow above 4 GiB (PAE); crash uses the offset rule instead (§5.4).
+        // ELF32 sizes overflow above 4 GiB (PAE); crash uses the offset rule instead (docs/vmcore.md, Layout 3).
         w.u32(ptype);
         w.u32(offset as u32);
         w.u32(vaddr as u32);

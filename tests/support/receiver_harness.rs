@@ -1,5 +1,5 @@
 //! Runs the real receiver on loopback for integration tests, and checks vmcores the way
-//! `crash` reads netdump dumps (reference §9), independently of the receiver's own code.
+//! `crash` reads netdump dumps (docs/vmcore.md), independently of the receiver's own code.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
