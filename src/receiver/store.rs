@@ -124,13 +124,30 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     Ok(st.blocks_available().saturating_mul(st.block_size() as u64))
 }
 
-/// Path of a hook script, if it exists.
+/// Path of a hook script, if it exists and is trusted: the `scripts` directory and the script
+/// are owned by root, writable by nobody else, and neither is a symbolic link. The dump
+/// directory belongs to the unprivileged netdump user, so anything it (or a client acting
+/// through it) could have planted is never run (docs/threat-model.md).
 pub fn hook_path(root: &Path, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     if !HOOKS.contains(&name) {
         return None;
     }
-    let p = root.join("scripts").join(name);
-    p.is_file().then_some(p)
+    let trusted = |m: &std::fs::Metadata| m.uid() == 0 && m.mode() & 0o022 == 0;
+    let dir = root.join("scripts");
+    let dm = std::fs::symlink_metadata(&dir).ok()?;
+    let p = dir.join(name);
+    let pm = std::fs::symlink_metadata(&p).ok()?;
+    if !(dm.is_dir() && trusted(&dm) && pm.is_file() && trusted(&pm)) {
+        if pm.is_file() || pm.is_symlink() {
+            tracing::warn!(
+                "hook {} not run: it and its directory must be root's and writable by nobody else (chown root; chmod go-w)",
+                p.display()
+            );
+        }
+        return None;
+    }
+    Some(p)
 }
 
 static RUNNING_HOOKS: AtomicUsize = AtomicUsize::new(0);
@@ -387,6 +404,51 @@ impl Drop for DumpFile {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn hooks_run_only_when_root_owns_them_and_nobody_else_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::geteuid().is_root() {
+            crate::testing::skip("hook trust check", "needs root to own the hook files");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("scripts");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let hook = dir.join("netdump-crash");
+        std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode(&hook, 0o755);
+        assert_eq!(hook_path(t.path(), "netdump-crash"), Some(hook.clone()));
+        assert_eq!(hook_path(t.path(), "not-a-hook"), None);
+        mode(&hook, 0o775);
+        assert_eq!(
+            hook_path(t.path(), "netdump-crash"),
+            None,
+            "group-writable hook"
+        );
+        mode(&hook, 0o755);
+        mode(&dir, 0o777);
+        assert_eq!(
+            hook_path(t.path(), "netdump-crash"),
+            None,
+            "world-writable dir"
+        );
+        mode(&dir, 0o750);
+        std::os::unix::fs::chown(&hook, Some(65534), None).unwrap();
+        assert_eq!(
+            hook_path(t.path(), "netdump-crash"),
+            None,
+            "hook not root's"
+        );
+        std::fs::remove_file(&hook).unwrap();
+        std::os::unix::fs::symlink("/bin/true", &hook).unwrap();
+        assert_eq!(hook_path(t.path(), "netdump-crash"), None, "symlinked hook");
+    }
+
     use super::*;
 
     #[test]
