@@ -334,7 +334,7 @@ impl Store {
             }
         }
         let mut free = self.free_bytes()?;
-        if free < self.limits.min_free && self.run_hook("netdump-nospace") {
+        if free < self.limits.min_free && self.run_hook("netdump-nospace", &self.base_path) {
             // As netdump-server does: the administrator's hook may free space; look again.
             free = self.free_bytes()?;
         }
@@ -352,7 +352,7 @@ impl Store {
     /// Runs a hook of `<dumpdir>/scripts/` (as the receiver does, with the client's address),
     /// only when it is root's and nobody else can change it; waits for it (bounded).
     /// Returns whether it ran.
-    fn run_hook(&self, name: &str) -> bool {
+    fn run_hook(&self, name: &str, dir: &str) -> bool {
         let Ok(scripts) = rustix::fs::openat(&self.base, "scripts", nofollow_dir(), Mode::empty())
         else {
             return false;
@@ -365,7 +365,7 @@ impl Store {
         if !(dir_ok && hook_ok) {
             return false;
         }
-        let args = [self.client.ip.to_string(), self.base_path.clone()];
+        let args = [self.client.ip.to_string(), dir.to_string()];
         match crate::receiver::store::spawn_hook(
             std::path::Path::new(&self.base_path),
             name,
@@ -435,6 +435,7 @@ impl Store {
                     SinkEvent::new("dump_started", &self.client, &self.path_of(&record))
                         .with_detail(format!("kdump directory {asked} joins the crash record")),
                 );
+                self.run_hook("netdump-crash", &self.path_of(&record));
                 return Ok(record);
             }
         }
@@ -445,6 +446,8 @@ impl Store {
             &self.client,
             &self.path_of(asked),
         ));
+        // The same hook netdump dumps run (docs/netdump-protocol.md §5): kdump dumps too.
+        self.run_hook("netdump-crash", &self.path_of(asked));
         Ok(asked.clone())
     }
 
@@ -1175,6 +1178,40 @@ mod tests {
             .unwrap();
         assert_eq!(real2, "198.18.0.11-202612020430");
         let _ = std::fs::metadata(&rec).unwrap().ino();
+    }
+
+    #[test]
+    fn a_kdump_dump_runs_the_crash_hook_with_its_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path(), NO_LIMITS);
+        let scripts = t.path().join("scripts");
+        std::fs::create_dir(&scripts).unwrap();
+        std::fs::set_permissions(&scripts, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let mark = t.path().join("crash-hook");
+        let hook = scripts.join("netdump-crash");
+        std::fs::write(
+            &hook,
+            format!("#!/bin/sh\necho \"$1 $2\" >> '{}'\n", mark.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = "198.18.0.11-202612020440";
+        s.mkdir(&Loc::Dir(d.into())).unwrap();
+        // mkdir -p again (kdump-tools retries it) is no new crash.
+        s.mkdir(&Loc::Dir(d.into())).unwrap();
+        let ran = std::fs::read_to_string(&mark).unwrap_or_default();
+        let trusted = nix::unistd::geteuid().is_root();
+        if trusted {
+            assert_eq!(
+                ran,
+                format!("198.18.0.11 {}/{d}\n", t.path().display()),
+                "once, with the address and the directory"
+            );
+        } else {
+            // Not root's: never run (the sink trusts only root's hooks).
+            assert_eq!(ran, "");
+        }
     }
 
     #[test]
