@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use netdump_provision::resources::user::verify;
 use netdump_provision::secret::Secret;
-use support::nshost::{Fleet, require_root_tools};
+use support::nshost::{Fleet, require_root_tools, show};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -49,15 +49,6 @@ fn provision(fleet: &Fleet, inv: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("run provision")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn recap(o: &Output) -> serde_json::Value {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use support::nshost::{Fleet, require_root_tools};
+use support::nshost::{Fleet, require_root_tools, show};
 
 /// Console text of a crash, written for this test.
 fn crash_log(pid: u32, ts: &str) -> String {
@@ -60,15 +60,6 @@ fn crashes(fleet: &Fleet, inv: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run provision")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Writes a file inside the server (content travels base64-encoded through the shell).

@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::nshost::{Fleet, NsHost, require_root_tools};
+use support::nshost::{Fleet, NsHost, require_root_tools, show};
 
 const KEY: &str = "/etc/sysconfig/netdump_id_dsa";
 
@@ -41,15 +41,6 @@ fn apply(fleet: &Fleet, inv: &Path) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("run provision")
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 const SSH_OPTS: &str = "-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR";

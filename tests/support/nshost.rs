@@ -1097,3 +1097,13 @@ exec sleep 2147483647
         rsa_bits = RSA_BITS,
     )
 }
+
+/// A finished command's exit status and output, for assertion messages.
+pub fn show(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -5,12 +5,12 @@
 //! dump sink, against the server's real sshd.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 
 use sha2::{Digest, Sha256};
 
-use super::nshost::{Fleet, NsHost};
+use super::nshost::{Fleet, NsHost, show};
 
 /// One client's files: (inventory name, kernel log, dump).
 pub type ClientFiles = (String, PathBuf, PathBuf);
@@ -31,15 +31,6 @@ pub fn inventory(fleet: &Fleet) -> String {
         ));
     }
     s
-}
-
-pub fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Restarts the server's sshd on a Debian-like configuration: the drop-ins included first (so
