@@ -243,3 +243,41 @@ async fn malformed_datagrams_do_not_disturb_the_receiver() {
         assert_core_matches(&crash_dir(&root, ip).join("vmcore"), &img);
     }
 }
+
+/// A completed netdump dump is triaged from the console text it sent as netlog: `triage.json`
+/// beside the vmcore and the crash's title and signature in the `dump_complete` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_dump_names_its_crash() {
+    let h = Harness::start(|_| {}).await;
+    let mut sim = SimClient::new(Ipv4Addr::new(127, 0, 0, 21), h.addr, image());
+    sim.oops = b"[  301.120000] BUG: unable to handle kernel NULL pointer dereference at 0000000000000008\n\
+[  301.120100] IP: [<ffffffffa0123456>] ext3_find_entry+0x76/0x2c0 [ext3]\n\
+[  301.120200] Oops: 0000 [#1] SMP\n\
+[  301.120300] Pid: 4242, comm: tar Not tainted 2.6.9-89.ELsmp\n\
+[  301.120400] Call Trace:\n\
+[  301.120500]  [<ffffffffa0123456>] ext3_find_entry+0x76/0x2c0 [ext3]\n\
+[  301.120600]  [<ffffffff80187654>] ext3_lookup+0x24/0xa0\n\
+[  301.120700]  [<ffffffff80176543>] real_lookup+0x6a/0xe0\n\
+[  301.120800]  [<ffffffff80176f00>] do_lookup+0x5c/0xa0\n\
+[  301.120900] Kernel panic - not syncing: Oops\n"
+        .to_vec();
+    let r = sim.run().await;
+    assert!(r.rebooted, "{r:?}");
+    let done = h.wait_event("127.0.0.21", EventKind::DumpComplete).await;
+    let root = h.root().to_path_buf();
+    let _keep = h.stop().await;
+    let dir = crash_dir(&root, "127.0.0.21");
+    let tj: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("triage.json")).unwrap()).unwrap();
+    let title = tj["crashes"][0]["title"].as_str().unwrap_or_default();
+    assert!(title.contains("ext3_find_entry"), "{tj}");
+    assert_eq!(done.title.as_deref(), Some(title));
+    assert_eq!(
+        done.signature.as_deref(),
+        tj["crashes"][0]["signature"].as_str()
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("triage.json")).unwrap().mode() & 0o777,
+        0o600
+    );
+}

@@ -639,6 +639,8 @@ impl ConsoleStore {
             dir: dir.display().to_string(),
             time: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             detail: Some(crash_line.to_owned()),
+            title: None,
+            signature: None,
         };
         if let Err(e) = self.events.append(&event) {
             self.error(&format!("append {}: {e}", self.events.path().display()));

@@ -27,6 +27,11 @@ pub struct Event {
     pub time: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The crash a completed dump is about, from triage of its kernel log (docs/triage.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl Event {
@@ -42,6 +47,8 @@ impl Event {
             dir: dir.display().to_string(),
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             detail,
+            title: None,
+            signature: None,
         }
     }
 }

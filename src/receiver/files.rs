@@ -81,6 +81,16 @@ fn private(f: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Opens the regular file `path` for reading (non-blocking, no-follow, regular files only).
+pub fn open_read(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(flags())
+        .open(path)
+        .map_err(|e| named(path, e))?;
+    regular(f, path)
+}
+
 /// Reads at most `max` bytes of the regular file `path`; a longer file is an error (never read
 /// whole: a link to a huge file must not eat memory).
 pub fn read_bounded(path: &Path, max: usize) -> io::Result<Vec<u8>> {

@@ -118,6 +118,31 @@ pub fn read_magic(root: &Path, ip: IpAddr) -> Option<u64> {
     }
 }
 
+/// Most bytes of a dump's `log` that triage reads (its end, where the fatal crash is).
+pub const TRIAGE_READ_MAX: u64 = 8 << 20;
+
+/// Triage of a dump directory's kernel log (`<dir>/log`, the netlog text of a netdump client):
+/// writes `<dir>/triage.json` (0600, never through a link) and returns the fatal crash's title
+/// and signature. Runs on a writer thread, never on the packet loop; best effort.
+pub fn triage_log(dir: &Path) -> Option<(String, String)> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = super::files::open_read(&dir.join("log")).ok()?;
+    let size = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(size.saturating_sub(TRIAGE_READ_MAX)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    f.take(TRIAGE_READ_MAX).read_to_end(&mut bytes).ok()?;
+    let reports = crate::triage::analyze_bytes(&bytes);
+    let json = serde_json::to_vec_pretty(&serde_json::json!({"source": "log", "crashes": reports}))
+        .ok()?;
+    if let Err(e) = super::files::open_truncate(&dir.join("triage.json"))
+        .and_then(|mut out| out.write_all(&json))
+    {
+        tracing::warn!("triage.json in {}: {e}", dir.display());
+    }
+    crate::triage::fatal(&reports).map(|c| (c.title.clone(), c.signature.clone()))
+}
+
 /// Bytes available to an unprivileged writer on the file system holding `path`.
 pub fn free_space(path: &Path) -> io::Result<u64> {
     let st = nix::sys::statfs::statfs(path).map_err(io::Error::from)?;

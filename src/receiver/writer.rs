@@ -302,6 +302,12 @@ fn writer_main(
                     e.event = EventKind::DumpFailed;
                     e.detail = Some(why.clone());
                 }
+                if e.event == EventKind::DumpComplete
+                    && let Some((title, signature)) = store::triage_log(&ctx.dir)
+                {
+                    e.title = Some(title);
+                    e.signature = Some(signature);
+                }
                 ctx.events.send(e);
             }
             Op::CheckSpace {
