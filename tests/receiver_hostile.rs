@@ -273,7 +273,10 @@ fn mount_tmpfs(at: &Path, size: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIP: disk-full test because mounting a tmpfs failed (needs root and mount)");
+        netdump_provision::testing::skip(
+            "disk-full test",
+            "mounting a tmpfs failed (needs root and mount)",
+        );
     }
     ok
 }
