@@ -119,7 +119,16 @@ fn measure(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let _ = peer.wait();
+    // netconsd may not stop on SIGTERM while tearing down many hosts: SIGKILL after 10 s.
+    let until = Instant::now() + Duration::from_secs(10);
+    while peer.try_wait().ok().flatten().is_none() {
+        if Instant::now() >= until {
+            let _ = peer.kill();
+            let _ = peer.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let written = count_lines(out, is_msg);
     Run {
         sent,
