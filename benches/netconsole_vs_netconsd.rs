@@ -100,7 +100,12 @@ fn measure(
     let sent = blast(netconsd, bits, n, port);
     let mut last = count_lines(out, is_msg);
     let mut last_change = Instant::now();
-    while last_change.elapsed() < Duration::from_millis(1500) && last < sent {
+    // Give up waiting 120 s after the load ended (then the rest counts as lost).
+    let give_up = Instant::now() + Duration::from_secs(120);
+    while last_change.elapsed() < Duration::from_millis(1500)
+        && last < sent
+        && Instant::now() < give_up
+    {
         std::thread::sleep(Duration::from_millis(100));
         let c = count_lines(out, is_msg);
         if c != last {
@@ -114,7 +119,16 @@ fn measure(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let _ = peer.wait();
+    // netconsd may not stop on SIGTERM while tearing down many hosts: SIGKILL after 10 s.
+    let until = Instant::now() + Duration::from_secs(10);
+    while peer.try_wait().ok().flatten().is_none() {
+        if Instant::now() >= until {
+            let _ = peer.kill();
+            let _ = peer.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let written = count_lines(out, is_msg);
     Run {
         sent,
