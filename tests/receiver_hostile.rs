@@ -15,7 +15,6 @@ mod receiver_process;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -258,44 +257,13 @@ async fn hostile_traffic_leaves_a_real_dump_intact_and_the_receiver_bounded() {
 
 use std::os::unix::fs::FileTypeExt;
 
-/// Mounts a small tmpfs at `at`; false (with a loud SKIP) if this host cannot.
-fn mount_tmpfs(at: &Path, size: &str) -> bool {
-    let ok = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},mode=0755"),
-            "tmpfs",
-        ])
-        .arg(at)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        netdump_provision::testing::skip(
-            "disk-full test",
-            "mounting a tmpfs failed (needs root and mount)",
-        );
-    }
-    ok
-}
-
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_fails_that_dump_loudly_and_the_receiver_serves_the_next() {
     let mnt = tempfile::tempdir().unwrap();
-    if !mount_tmpfs(mnt.path(), "4m") {
+    if !receiver_harness::mount_tmpfs(mnt.path(), "4m", "disk-full test") {
         return;
     }
-    let _unmount = Unmount(mnt.path().to_path_buf());
+    let _unmount = receiver_harness::Unmount(mnt.path().to_path_buf());
     let root = mnt.path().to_path_buf();
     // One byte already holds a tmpfs page: the event lines still fit when the disk is full.
     std::fs::write(root.join("events.jsonl"), "\n").unwrap();

@@ -68,38 +68,6 @@ async fn secure_mode_dumps_only_clients_with_matching_magic() {
     }
 }
 
-/// Mounts a tmpfs of `size` at `at`; false (with a loud SKIP) if this host cannot.
-fn mount_tmpfs(at: &Path, size: &str) -> bool {
-    let ok = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},mode=0755"),
-            "tmpfs",
-        ])
-        .arg(at)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        netdump_provision::testing::skip(
-            "space-check test",
-            "mounting a tmpfs failed (needs root and mount)",
-        );
-    }
-    ok
-}
-
-/// Unmounts on drop, also when the test panics.
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 fn hook(root: &Path, name: &str, body: &str) {
     let d = root.join("scripts");
     std::fs::create_dir_all(&d).unwrap();
@@ -111,10 +79,10 @@ fn hook(root: &Path, name: &str, body: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_dump_dir_runs_nospace_hook_then_keeps_only_the_log() {
     let mnt = tempfile::tempdir().unwrap();
-    if !mount_tmpfs(mnt.path(), "1m") {
+    if !receiver_harness::mount_tmpfs(mnt.path(), "1m", "space-check test") {
         return;
     }
-    let _unmount = Unmount(mnt.path().to_path_buf());
+    let _unmount = receiver_harness::Unmount(mnt.path().to_path_buf());
     let root = mnt.path().to_path_buf();
     hook(
         &root,
@@ -150,10 +118,10 @@ async fn tiny_dump_dir_runs_nospace_hook_then_keeps_only_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nospace_hook_that_frees_space_lets_the_dump_proceed() {
     let mnt = tempfile::tempdir().unwrap();
-    if !mount_tmpfs(mnt.path(), "4m") {
+    if !receiver_harness::mount_tmpfs(mnt.path(), "4m", "space-check test") {
         return;
     }
-    let _unmount = Unmount(mnt.path().to_path_buf());
+    let _unmount = receiver_harness::Unmount(mnt.path().to_path_buf());
     let root = mnt.path().to_path_buf();
     // 3 MiB of old dumps leave ~1 MiB; the hook deletes them.
     std::fs::write(root.join("old-dump"), vec![1u8; 3 << 20]).unwrap();

@@ -345,3 +345,36 @@ pub fn tool_exists(name: &str) -> bool {
         .output()
         .is_ok()
 }
+
+/// Mounts a tmpfs of `size` at `at` for `test`; false (with a loud SKIP, a failure under CI) if
+/// this host cannot.
+pub fn mount_tmpfs(at: &Path, size: &str, test: &str) -> bool {
+    let ok = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755"),
+            "tmpfs",
+        ])
+        .arg(at)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        netdump_provision::testing::skip(test, "mounting a tmpfs failed (needs root and mount)");
+    }
+    ok
+}
+
+/// Unmounts on drop, also when the test panics.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
