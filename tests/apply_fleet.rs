@@ -35,18 +35,11 @@ fn inventory(fleet: &Fleet, extra_client_vars: &str) -> String {
 }
 
 fn provision(fleet: &Fleet, inv: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("apply")
+    fleet
+        .provision(Path::new(env!("CARGO_BIN_EXE_provision")), "apply", 5)
         .arg(inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts_path())
-        .arg("--ssh-config")
-        .arg(fleet.ssh_config_path())
-        .arg("--connect-timeout")
-        .arg("5")
         .args(args)
         .env("NETDUMP_PASSWORD", PASSWORD)
-        .env("NO_COLOR", "1")
         .output()
         .expect("run provision")
 }

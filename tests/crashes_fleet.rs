@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use base64::Engine as _;
 use support::nshost::{Fleet, require_root_tools, show};
@@ -47,16 +47,10 @@ fn inventory(fleet: &Fleet, clients: &[(&str, String)]) -> String {
 }
 
 fn crashes(fleet: &Fleet, inv: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("crashes")
+    fleet
+        .provision(Path::new(env!("CARGO_BIN_EXE_provision")), "crashes", 5)
         .arg("-i")
         .arg(inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts_path())
-        .arg("--ssh-config")
-        .arg(fleet.ssh_config_path())
-        .arg("--connect-timeout")
-        .arg("5")
         .args(args)
         .output()
         .expect("run provision")

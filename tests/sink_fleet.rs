@@ -29,16 +29,9 @@ fn inventory(fleet: &Fleet, server_vars: &str) -> String {
 }
 
 fn apply(fleet: &Fleet, inv: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_provision"))
-        .arg("apply")
+    fleet
+        .provision(Path::new(env!("CARGO_BIN_EXE_provision")), "apply", 5)
         .arg(inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts_path())
-        .arg("--ssh-config")
-        .arg(fleet.ssh_config_path())
-        .arg("--connect-timeout")
-        .arg("5")
-        .env("NO_COLOR", "1")
         .output()
         .expect("run provision")
 }

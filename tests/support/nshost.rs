@@ -1107,3 +1107,20 @@ pub fn show(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+impl Fleet {
+    /// `PROVISION SUBCOMMAND ARGS` aimed at this fleet: its known_hosts (strict host keys), its
+    /// ssh config, the connect timeout, no colours. Callers add the inventory and the rest.
+    pub fn provision(&self, program: &Path, subcommand: &str, connect_timeout: u32) -> Command {
+        let mut c = Command::new(program);
+        c.arg(subcommand)
+            .arg("--known-hosts")
+            .arg(self.known_hosts_path())
+            .arg("--ssh-config")
+            .arg(self.ssh_config_path())
+            .arg("--connect-timeout")
+            .arg(connect_timeout.to_string())
+            .env("NO_COLOR", "1");
+        c
+    }
+}

@@ -5,7 +5,6 @@
 //! dump sink, against the server's real sshd.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 
 use sha2::{Digest, Sha256};
@@ -154,15 +153,11 @@ pub fn applied_fleet(n: usize, provision: &Path, dir: &Path) -> Fleet {
     let fleet = Fleet::start(&refs);
     let inv = dir.join("inventory.yaml");
     std::fs::write(&inv, inventory(&fleet)).unwrap();
-    let out = Command::new(provision)
-        .arg("apply")
+    // A patient connect timeout: a fleet this size shakes hands on 2 cores.
+    let out = fleet
+        .provision(provision, "apply", 30)
         .arg(&inv)
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts_path())
-        .arg("--ssh-config")
-        .arg(fleet.ssh_config_path())
-        .args(["--connect-timeout", "30", "--forks", "64"])
-        .env("NO_COLOR", "1")
+        .args(["--forks", "64"])
         .output()
         .expect("run provision");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
