@@ -25,6 +25,32 @@ fn system_ssh(fleet: &Fleet, host: &str, user: &str, cmd: &str) -> std::process:
         .unwrap()
 }
 
+/// ssh to the host's address reaches that very host: its own hostname and eth0 address.
+fn assert_answers_as_itself(fleet: &Fleet, h: &support::nshost::NsHost) {
+    let out = system_ssh(
+        fleet,
+        &h.name,
+        "root",
+        "hostname; ip -4 -o addr show dev eth0",
+    );
+    assert!(
+        out.status.success(),
+        "ssh to {}: {}",
+        h.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(h.name.as_str()), "{}", h.address);
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.contains(&format!(" {}/24", h.address))),
+        "{}: {text}",
+        h.name
+    );
+}
+
 #[test]
 fn fleet_hosts_are_isolated_and_reachable() {
     if !require_root_tools() {
@@ -38,22 +64,7 @@ fn fleet_hosts_are_isolated_and_reachable() {
 
     // Reachable over ssh with the pinned host key, each with its own hostname and address.
     for h in fleet.hosts() {
-        let out = system_ssh(
-            &fleet,
-            &h.name,
-            "root",
-            "hostname; ip -4 -o addr show dev eth0",
-        );
-        assert!(
-            out.status.success(),
-            "ssh to {}: {}",
-            h.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut lines = text.lines();
-        assert_eq!(lines.next(), Some(h.name.as_str()));
-        assert!(lines.next().unwrap().contains(&format!("{}/24", h.address)));
+        assert_answers_as_itself(&fleet, h);
     }
 
     // Namespace-private files: a user created on alpha exists there only.
@@ -168,22 +179,7 @@ fn fifty_hosts_start_in_parallel() {
     // Every address reaches its own host: ask each one for its name and eth0 address.
     let mut seen = std::collections::BTreeSet::new();
     for h in fleet.hosts() {
-        let out = system_ssh(
-            &fleet,
-            &h.name,
-            "root",
-            "hostname; ip -4 -o addr show dev eth0",
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut lines = text.lines();
-        assert_eq!(lines.next(), Some(h.name.as_str()), "{}", h.address);
-        assert!(
-            lines
-                .next()
-                .is_some_and(|l| l.contains(&format!(" {}/24", h.address))),
-            "{}: {text}",
-            h.name
-        );
+        assert_answers_as_itself(&fleet, h);
         seen.insert(h.name.clone());
     }
     assert_eq!(seen.len(), 50);
