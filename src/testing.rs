@@ -19,7 +19,7 @@ pub fn skips_forbidden() -> bool {
 #[track_caller]
 pub fn skip(test: &str, reason: &str) {
     if skips_forbidden() {
-        panic!("SKIP is a failure under CI: {test}: {reason} (.ci/setup installs every tool)");
+        panic!("SKIP is a failure under CI: {test}: {reason} (.ci/run installs every tool)");
     }
     eprintln!("SKIP: {test}: {reason}");
 }
