@@ -91,6 +91,16 @@ pub fn open_read(path: &Path) -> io::Result<File> {
     regular(f, path)
 }
 
+/// The last `max` bytes of an open file (all of it when shorter).
+pub fn read_tail(f: &mut File, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let size = f.metadata()?.len();
+    f.seek(SeekFrom::Start(size.saturating_sub(max)))?;
+    let mut bytes = Vec::new();
+    f.take(max).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads at most `max` bytes of the regular file `path`; a longer file is an error (never read
 /// whole: a link to a huge file must not eat memory).
 pub fn read_bounded(path: &Path, max: usize) -> io::Result<Vec<u8>> {

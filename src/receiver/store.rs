@@ -1,4 +1,4 @@
-//! Everything the receiver puts on disk, all under the dump dir (docs/netdump-protocol.md §5, docs/server-layout.md):
+//! Everything the receiver puts on disk, all under the dump dir (docs/netdump-protocol.md, "Server files and hooks", docs/server-layout.md):
 //! per-crash directories `<ip>-<YYYY-MM-DD-HH:MM:SS>` (0700) with `log` and
 //! `vmcore-incomplete` (0600, renamed to `vmcore`), magic files, hook scripts, free-space checks.
 //! Paths are built only from the socket's IPv4 address and the clock, never from packet bytes.
@@ -118,29 +118,20 @@ pub fn read_magic(root: &Path, ip: IpAddr) -> Option<u64> {
     }
 }
 
-/// Most bytes of a dump's `log` that triage reads (its end, where the fatal crash is).
-pub const TRIAGE_READ_MAX: u64 = 8 << 20;
-
 /// Triage of a dump directory's kernel log (`<dir>/log`, the netlog text of a netdump client):
 /// writes `<dir>/triage.json` (0600, never through a link) and returns the fatal crash's title
 /// and signature. Runs on a writer thread, never on the packet loop; best effort.
 pub fn triage_log(dir: &Path) -> Option<(String, String)> {
-    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::io::Write;
     let mut f = super::files::open_read(&dir.join("log")).ok()?;
-    let size = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(size.saturating_sub(TRIAGE_READ_MAX)))
-        .ok()?;
-    let mut bytes = Vec::new();
-    f.take(TRIAGE_READ_MAX).read_to_end(&mut bytes).ok()?;
-    let reports = crate::triage::analyze_bytes(&bytes);
-    let json = serde_json::to_vec_pretty(&serde_json::json!({"source": "log", "crashes": reports}))
-        .ok()?;
+    let tail = super::files::read_tail(&mut f, crate::triage::DUMP_LOG_TAIL).ok()?;
+    let t = crate::triage::for_dump("log", &tail);
     if let Err(e) = super::files::open_truncate(&dir.join("triage.json"))
-        .and_then(|mut out| out.write_all(&json))
+        .and_then(|mut out| out.write_all(&t.json))
     {
         tracing::warn!("triage.json in {}: {e}", dir.display());
     }
-    crate::triage::fatal(&reports).map(|c| (c.title.clone(), c.signature.clone()))
+    t.fatal
 }
 
 /// Bytes available to an unprivileged writer on the file system holding `path`.

@@ -133,8 +133,8 @@ pub fn resources(
     r.push(Box::new(kh));
 
     // Debian's capture environment is the real root filesystem: its ssh reads the client
-    // configuration, so the server gets patient, prompt-free, strictly checked connections
-    // (RHEL's capture initramfs carries its own ssh setup; kdump.conf's options cover it).
+    // configuration, so the server gets patient, prompt-free, strictly checked connections.
+    // RHEL's capture initramfs builds its own ssh environment, which this file does not reach.
     if deb && facts.ssh_config_include {
         r.push(Box::new(root_file(
             SSH_CLIENT_DROPIN,

@@ -36,8 +36,6 @@ pub const MAX_FILES_PER_DIR: usize = 64;
 pub const MAX_TMP_DIRS: usize = 8;
 /// The file name that `echo … >` may rewrite (RHEL `kdumpctl test`).
 pub const STATUS_FILE: &str = "vmcore-creation.status";
-/// Most bytes of a kernel log triage reads (its end, where the fatal crash is).
-pub const TRIAGE_READ_MAX: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -446,7 +444,7 @@ impl Store {
             &self.client,
             &self.path_of(asked),
         ));
-        // The same hook netdump dumps run (docs/netdump-protocol.md §5): kdump dumps too.
+        // The same hook netdump dumps run (docs/netdump-protocol.md, "Server files and hooks"): kdump dumps too.
         self.run_hook("netdump-crash", &self.path_of(asked));
         Ok(asked.clone())
     }
@@ -677,7 +675,7 @@ impl Store {
     /// `vmcore-dmesg.txt`, else the receiver's console crash record `log`): writes
     /// `triage.json` (0600, through a temporary name, replacing whatever the client may have put
     /// there) and returns the fatal crash's title and signature. Reads at most the last
-    /// `TRIAGE_READ_MAX` bytes of the log, without following links.
+    /// `triage::DUMP_LOG_TAIL` bytes of the log, without following links.
     fn triage_dir(&self, dirfd: &OwnedFd, listing: &[(String, Stat)]) -> Option<(String, String)> {
         let regular = |st: &Stat| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
         let pick = |want: &dyn Fn(&str) -> bool| {
@@ -697,22 +695,15 @@ impl Store {
             Mode::empty(),
         )
         .ok()?;
-        let st = rustix::fs::fstat(&fd).ok()?;
-        if !regular(&st) {
+        if !regular(&rustix::fs::fstat(&fd).ok()?) {
             return None;
         }
-        let size = u64::try_from(st.st_size).unwrap_or(0);
-        let from = size.saturating_sub(TRIAGE_READ_MAX);
-        let mut bytes = Vec::new();
-        let mut f = std::fs::File::from(fd);
-        io::Seek::seek(&mut f, io::SeekFrom::Start(from)).ok()?;
-        f.take(TRIAGE_READ_MAX).read_to_end(&mut bytes).ok()?;
-        let reports = crate::triage::analyze_bytes(&bytes);
-        let json = serde_json::to_vec_pretty(&serde_json::json!({
-            "source": name,
-            "crashes": reports,
-        }))
+        let tail = crate::receiver::files::read_tail(
+            &mut std::fs::File::from(fd),
+            crate::triage::DUMP_LOG_TAIL,
+        )
         .ok()?;
+        let t = crate::triage::for_dump(&name, &tail);
         let tmp = format!(".triage.json.{}", std::process::id());
         let out = rustix::fs::openat(
             dirfd,
@@ -721,12 +712,12 @@ impl Store {
             Mode::from_raw_mode(0o600),
         )
         .ok()?;
-        let written = std::fs::File::from(out).write_all(&json).is_ok()
+        let written = std::fs::File::from(out).write_all(&t.json).is_ok()
             && rustix::fs::renameat(dirfd, tmp.as_str(), dirfd, "triage.json").is_ok();
         if !written {
             let _ = rustix::fs::unlinkat(dirfd, tmp.as_str(), AtFlags::empty());
         }
-        crate::triage::fatal(&reports).map(|c| (c.title.clone(), c.signature.clone()))
+        t.fatal
     }
 
     /// Attributes of what a client path names, when it exists.

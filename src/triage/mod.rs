@@ -82,6 +82,30 @@ pub fn analyze_bytes(bytes: &[u8]) -> Vec<CrashReport> {
     t.finish()
 }
 
+/// Most bytes of a dump's kernel log that triage on arrival reads: its end, where the fatal
+/// crash is (a whole-boot dmesg is a few hundred KiB; a flooded log is cut, not read whole).
+pub const DUMP_LOG_TAIL: u64 = 8 << 20;
+
+/// What triage on arrival records beside a dump (the receiver and the dump sink both write it).
+pub struct DumpTriage {
+    /// `triage.json`: `{"source": <log file name>, "crashes": [reports]}`.
+    pub json: Vec<u8>,
+    /// Title and signature of the [`fatal`] crash, for the `dump_complete` event.
+    pub fatal: Option<(String, String)>,
+}
+
+/// Triage of the tail of a dump's kernel log named `source`.
+pub fn for_dump(source: &str, log_tail: &[u8]) -> DumpTriage {
+    let reports = analyze_bytes(log_tail);
+    let json = serde_json::to_vec_pretty(&serde_json::json!({
+        "source": source,
+        "crashes": reports,
+    }))
+    .unwrap_or_default();
+    let fatal = fatal(&reports).map(|c| (c.title.clone(), c.signature.clone()));
+    DumpTriage { json, fatal }
+}
+
 /// The crash that took the machine down: the last report that panicked, else the last one. A
 /// dump's kernel log holds the whole boot (warnings before the fatal crash), a rolling console
 /// log several boots; either way this is the crash the dump or the reboot is about.
