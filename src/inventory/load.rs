@@ -622,7 +622,12 @@ impl Builder {
                     (Arc::from(names.as_slice()), Arc::new(merged))
                 })
                 .clone();
-            let own = self.hosts.get(h.as_str()).cloned().unwrap_or_default();
+            // Taken, not copied: the builder's own map is not used after this loop.
+            let own = self
+                .hosts
+                .get_mut(h.as_str())
+                .map(std::mem::take)
+                .unwrap_or_default();
             hosts.insert(
                 h.clone(),
                 Host {
