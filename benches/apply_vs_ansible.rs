@@ -34,6 +34,8 @@
 //! Needs root; prints `SKIP:` and exits 0 when a tool is missing. Under `cargo test
 //! --all-targets` (no `--bench` argument) it does nothing: a run takes minutes.
 
+// Test harnesses shared with tests/main.rs; a bench uses only part of each.
+#[allow(dead_code)]
 #[path = "../tests/support/nshost.rs"]
 mod nshost;
 

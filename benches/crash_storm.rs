@@ -9,6 +9,8 @@
 //! the ratio of arrived dumps is measured against. Under `cargo test --all-targets` it does
 //! nothing (a run takes minutes).
 
+// Test harnesses shared with tests/main.rs; a bench uses only part of each.
+#[allow(dead_code)]
 #[path = "../tests/support/nshost.rs"]
 mod nshost;
 // Shared with tests/crash_storm.rs, which reads fields this bench does not.

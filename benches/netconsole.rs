@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use netdump_provision::receiver::console::{ConsoleConfig, ConsoleStore};
-use netdump_provision::receiver::netconsole::{Collector, ConsoleEvent};
+use netdump_proto::netconsole::{Collector, ConsoleEvent};
+use netdump_receiver::console::{ConsoleConfig, ConsoleStore};
 
 const BATCH: usize = 512;
 const SEND_BATCH: usize = 64;

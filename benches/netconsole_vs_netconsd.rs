@@ -173,7 +173,7 @@ fn run_receiver(dir: &Path, bits: u32, n: u64) -> Run {
         ])
         .arg("--dump-dir")
         .arg(out.path())
-        .env("RUST_LOG", "warn,netdump_provision::receiver::server=info")
+        .env("RUST_LOG", "warn,netdump_receiver::server=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -10,8 +10,9 @@
 //! Env: RECEIVER_BENCH_MB (memory per run, default 128), RECEIVER_BENCH_WINDOW,
 //! RECEIVER_BENCH_CLIENTS=1,8,64 (client counts), RECEIVER_BENCH_NETEM=0 to skip table 2, RECEIVER_BENCH_LOOPBACK=0 to skip table 1.
 
-#[path = "../tests/support/netdump_client.rs"]
-mod netdump_client;
+use netdump_test_support::netdump_client;
+// Test harnesses shared with tests/main.rs; a bench uses only part of each.
+#[allow(dead_code)]
 #[path = "../tests/support/receiver_harness.rs"]
 mod receiver_harness;
 
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netdump_client::{Image, Knobs, SimClient};
-use netdump_provision::receiver::events::EventKind;
+use netdump_receiver::events::EventKind;
 use receiver_harness::{Harness, Opts, assert_core_matches, crash_dir};
 
 const LINE_RATE: f64 = 1e9 / 8.0; // bytes/s

@@ -4,6 +4,8 @@
 //! `BENCH_REPS` (3). Prints MB/s and the ratio sink / dd (goal ≥ 0.9). Needs root; prints
 //! `SKIP:` otherwise. Under `cargo test --all-targets` (no `--bench`) it does nothing.
 
+// Test harnesses shared with tests/main.rs; a bench uses only part of each.
+#[allow(dead_code)]
 #[path = "../tests/support/nshost.rs"]
 mod nshost;
 

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use netdump_provision::triage;
+use netdump_triage as triage;
 
 struct Case {
     name: String,

@@ -11,11 +11,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::apply::ApplyOptions;
 use crate::fleet::{ConnectArgs, Output, SshConnector, exit, load_fleet, self_exe};
-use crate::inventory::Inventory;
 use crate::report::{Reporter, human::HumanReporter, json::JsonReporter};
 use crate::secret::Secret;
 use crate::settings::{self, PasswordInput};
 use crate::templates::Templates;
+use netdump_inventory::Inventory;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,7 +38,7 @@ pub enum Command {
     /// Crash clients on purpose and verify that their dump and console log arrived.
     TestCrash(crate::crashtest::TestCrashArgs),
     /// Run the dump receiver (netdump UDP protocol + netconsole) in the foreground.
-    Receiver(crate::receiver::config::ReceiverArgs),
+    Receiver(netdump_receiver::config::ReceiverArgs),
     /// Show the resolved inventory.
     Inventory(InventoryArgs),
     /// A throwaway qemu lab fleet (server + clients) for demos and end-to-end tests.
@@ -320,7 +320,7 @@ pub fn main() -> i32 {
             Command::DumpSink(_) => unreachable!("handled before the runtime starts"),
             Command::Apply(a) => run_apply(a, cli.verbose).await,
             Command::TestCrash(a) => crate::crashtest::run(a, cli.verbose).await,
-            Command::Receiver(a) => crate::receiver::run(a).await.map(|_| exit::OK),
+            Command::Receiver(a) => crate::receiver_cmd::run(a).await.map(|_| exit::OK),
             Command::Inventory(a) => run_inventory(a),
             Command::Lab(a) => crate::lab::run(a).await,
             Command::Triage(a) => crate::triage_cmd::run(a),

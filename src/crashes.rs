@@ -217,7 +217,7 @@ pub struct Crash {
 pub const NO_LOG: &str = "crash without a kernel log";
 
 /// The crashes of one server: each recent directory's log triaged (the crash that took the
-/// client down, [`crate::triage::fatal`]), its client's address
+/// client down, [`netdump_triage::fatal`]), its client's address
 /// (the directory name's `<ip>-` prefix) mapped to the inventory name, its time taken from the
 /// receiver's crash event when there is one, else from the directory.
 pub fn crashes_of(
@@ -245,8 +245,8 @@ pub fn crashes_of(
         if time < since {
             continue;
         }
-        let reports = crate::triage::analyze_bytes(&d.log);
-        let (title, kind, signature, kernel) = match crate::triage::fatal(&reports).cloned() {
+        let reports = netdump_triage::analyze_bytes(&d.log);
+        let (title, kind, signature, kernel) = match netdump_triage::fatal(&reports).cloned() {
             Some(r) => (r.title, r.kind, r.signature, r.kernel),
             None => (
                 NO_LOG.to_string(),

@@ -14,11 +14,11 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::fleet::{ConnectArgs, Output};
-use crate::receiver::events::{EventKind, EventLog};
 use crate::report::junit;
 use crate::resources::sh_quote;
 use crate::settings::{ClientFlavor, ClientSettings, FleetSettings, PasswordInput, ServerSettings};
 use crate::ssh::{Remote, RemoteCommand, SshOptions};
+use netdump_receiver::events::{EventKind, EventLog};
 
 #[derive(Args, Debug)]
 pub struct TestCrashArgs {
@@ -107,11 +107,11 @@ pub struct RemoteFile {
     pub size: u64,
 }
 
-/// Title and signature of the crash that took the host down ([`crate::triage::fatal`]) as its
+/// Title and signature of the crash that took the host down ([`netdump_triage::fatal`]) as its
 /// dump's kernel log shows it, else as the console log does.
 pub fn crash_summary(dmesg: &str, console: &str) -> Option<(String, String)> {
     let from = |text: &str| {
-        crate::triage::fatal(&crate::triage::analyze(text))
+        netdump_triage::fatal(&netdump_triage::analyze(text))
             .map(|r| (r.title.clone(), r.signature.clone()))
     };
     from(dmesg).or_else(|| from(console))

@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use clap::{Args, ValueEnum};
 
 use crate::apply::Connector;
-use crate::inventory::Inventory;
 use crate::settings::{self, FleetSettings, PasswordInput};
 use crate::ssh::{Remote, SshError, SshOptions, Target};
+use netdump_inventory::Inventory;
 
 /// Exit codes (also in README).
 pub mod exit {

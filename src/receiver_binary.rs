@@ -183,7 +183,10 @@ mod tests {
             .map(Path::new)
             .find(|p| p.exists())
         else {
-            crate::testing::skip("receiver_binary glibc check", "no ldconfig on this machine");
+            netdump_test_support::skip(
+                "receiver_binary glibc check",
+                "no ldconfig on this machine",
+            );
             return;
         };
         let b = ReceiverBinary::load(p).unwrap();

@@ -165,7 +165,7 @@ pub struct FleetSettings {
 }
 
 /// Where a bad value came from (defined by the inventory, which knows files and lines).
-pub use crate::inventory::Origin;
+pub use netdump_inventory::Origin;
 
 // ---------------------------------------------------------------------------------------------
 // Resolution: inventory variables + defaults → the types above.
@@ -176,8 +176,8 @@ use std::fmt;
 
 use yaml_serde::Value;
 
-use crate::inventory::Inventory;
-use crate::inventory::coerce;
+use netdump_inventory::Inventory;
+use netdump_inventory::coerce;
 
 /// Group whose hosts are dump servers.
 pub const SERVER_GROUP: &str = "netdump_servers";
@@ -187,7 +187,7 @@ pub const CLIENT_GROUP: &str = "netdump_clients";
 /// Defaults, as documented on the types.
 pub const DEFAULT_PORT: u16 = 6666;
 pub const DEFAULT_DUMP_DIR: &str = "/var/crash";
-pub const DEFAULT_CONCURRENT_DUMPS: u32 = crate::receiver::config::DEFAULT_CONCURRENT as u32;
+pub const DEFAULT_CONCURRENT_DUMPS: u32 = netdump_receiver::config::DEFAULT_CONCURRENT as u32;
 /// `netdump_min_free`: what test-crash's preflight asks for too.
 pub const DEFAULT_MIN_FREE: u64 = 256 << 20;
 /// `netdump_keep_dumps`: enough history for a lab server.
@@ -600,13 +600,13 @@ pub fn resolve(inv: &Inventory, password: PasswordInput) -> Result<FleetSettings
     let mut targets = IndexMap::new();
     let mut seen: HashMap<(String, u16), String> = HashMap::new();
     for h in inv.hosts() {
-        let t = match inv.try_target(&h.name) {
-            Ok(t) => t,
-            Err((var, msg)) => {
-                cx.err(&h.name, &var, msg);
-                inv.target(&h.name)
+        let t = Target::from(match inv.try_connection(&h.name) {
+            Ok(c) => c,
+            Err(e) => {
+                cx.err(&h.name, &e.variable, e.message);
+                inv.connection(&h.name)
             }
-        };
+        });
         if !is_token(&t.address) {
             cx.err(
                 &h.name,

@@ -1,5 +1,5 @@
 //! `provision triage FILE...`: reads kernel logs (console captures, kdump's dmesg files,
-//! netdump's `log`) and prints the crashes [`crate::triage`] finds in each.
+//! netdump's `log`) and prints the crashes [`netdump_triage`] finds in each.
 //!
 //! JSON output is one line per file, `{"file": <path as given>, "crashes": [...]}`, each crash
 //! with `title`, `kind`, `signature`, `frames`, `kernel`, `corrupted`, `line`, first crash
@@ -14,7 +14,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::fleet::{Output, exit};
-use crate::triage::{self, CrashReport};
+use netdump_triage::{self as triage, CrashReport};
 
 /// Bytes read per file; a longer file is triaged on its first `MAX_FILE_BYTES` (a crash report
 /// sits near the end of a console log only when the log is short; the cap bounds memory and
@@ -179,7 +179,7 @@ mod tests {
     fn human_summary_says_when_a_file_was_cut() {
         let s = human("big.log", &[], true);
         assert_eq!(s, "big.log: no crash (only the first 64 MiB read)\n");
-        let crashes = crate::triage::analyze("[ 1.0] sysrq: Trigger a crash\n");
+        let crashes = netdump_triage::analyze("[ 1.0] sysrq: Trigger a crash\n");
         let s = human("c.log", &crashes, false);
         assert!(
             s.starts_with("c.log: 1 crash\n  line 1: sysrq: Trigger a crash (corrupted)\n"),

@@ -1,7 +1,7 @@
 //! `provision apply` for real against namespace hosts (tests/support/nshost.rs): one server and
 //! three netdump clients, each a real sshd in its own network + mount namespace.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -260,7 +260,7 @@ fn apply_configures_server_and_clients_then_is_idempotent() {
 #[test]
 fn static_receiver_binary_is_installed_and_runs_on_the_server() {
     let Some(static_bin) = support::static_provision() else {
-        netdump_provision::testing::skip(
+        netdump_test_support::skip(
             "static_receiver_binary_is_installed_and_runs_on_the_server",
             &format!("no static build; run: {}", support::STATIC_BUILD_HINT),
         );

@@ -14,10 +14,7 @@ const U15: &str = "1:7.2+dfsg-7+deb12u15";
 
 fn plan(facts: &str) -> Vec<String> {
     if !Path::new("/usr/bin/dpkg").exists() {
-        netdump_provision::testing::skip(
-            "qemu-plan",
-            "dpkg is not installed (not a Debian machine)",
-        );
+        netdump_test_support::skip("qemu-plan", "dpkg is not installed (not a Debian machine)");
         return Vec::new();
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/qemu-plan");
@@ -194,7 +191,7 @@ fn skipping_is_forbidden_exactly_when_ci_is_set() {
         let mut cmd = Command::new(&exe);
         cmd.args([
             "--exact",
-            "skip_probe_child",
+            "ci_setup::skip_probe_child",
             "--nocapture",
             "--test-threads=1",
         ]);
@@ -223,5 +220,5 @@ fn skip_probe_child() {
     if std::env::var_os("SKIP_PROBE_CHILD").is_none() {
         return;
     }
-    netdump_provision::testing::skip("probe", "nothing");
+    netdump_test_support::skip("probe", "nothing");
 }

@@ -6,7 +6,7 @@
 //! problem exists here. Then with the configuration apply wrote: every dump arrives intact.
 //! `CRASH_STORM_CLIENTS` (default 64) sets the fleet size.
 
-mod support;
+use crate::support;
 
 use support::nshost::require_root_tools;
 use support::storm;

@@ -2,7 +2,7 @@
 //! a real sshd), its dump directory holding crash directories and `events.jsonl` as the receiver
 //! and kdump leave them; provision reads them over ssh, groups by signature, and gates on them.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Output;

@@ -1,15 +1,13 @@
 //! `settings::resolve`: defaults, every validation error, and the example inventory.
 
-mod support;
-
 use std::path::Path;
 
-use netdump_provision::inventory::Inventory;
+use netdump_inventory::Inventory;
 use netdump_provision::secret::Secret;
 use netdump_provision::settings::{
     ClientFlavor, FleetSettings, PasswordInput, PasswordSpec, ReceiverMode, SettingsErrors, resolve,
 };
-use support::write_inventory;
+use netdump_test_support::inventory::write_inventory;
 
 const BASE: &str = "
 all:

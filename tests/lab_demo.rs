@@ -22,7 +22,7 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(lab::DEFAULT_CACHE_DIR))
 }
 
-mod support;
+use crate::support;
 
 /// The demo runs the static (musl) build when it exists, as `.ci/demo` does: that is the
 /// program as shipped, and the receiver `apply` installs on the server VM is this same file.
@@ -79,7 +79,7 @@ fn processes_mentioning(needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_applies_and_proves_a_real_crash_dump() {
     if let Some(missing) = lab::missing_tool() {
-        netdump_provision::testing::skip("lab demo test", &missing.to_string());
+        netdump_test_support::skip("lab demo test", &missing.to_string());
         return;
     }
     let state = tempfile::Builder::new()

@@ -106,10 +106,7 @@ async fn exercise(cfg: &LabConfig) {
 async fn lab_up_ssh_and_down_leaves_nothing() {
     for (tool, _) in lab::TOOLS {
         if !cmd::have(tool) {
-            netdump_provision::testing::skip(
-                "lab_e2e",
-                &format!("needs {tool}, which is not installed"),
-            );
+            netdump_test_support::skip("lab_e2e", &format!("needs {tool}, which is not installed"));
             return;
         }
     }

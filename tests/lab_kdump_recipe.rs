@@ -211,7 +211,7 @@ async fn exercise(cfg: &LabConfig) {
 async fn debian_kdump_over_ssh_with_netconsole_on_real_vms() {
     for (tool, _) in lab::TOOLS {
         if !cmd::have(tool) {
-            netdump_provision::testing::skip(
+            netdump_test_support::skip(
                 "lab_kdump_recipe",
                 &format!("needs {tool}, which is not installed"),
             );

@@ -2,15 +2,12 @@
 //! Debian 6.1 kernel's sysrq crash end up in `console/<ip>.log`, a crash record and a `crash`
 //! line in events.jsonl — what `provision test-crash` waits for.
 
-#[path = "support/netdump_client.rs"]
-mod netdump_client;
-#[path = "support/receiver_harness.rs"]
-mod receiver_harness;
+use crate::support::receiver_harness;
 
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use netdump_provision::receiver::events::EventKind;
+use netdump_receiver::events::EventKind;
 use receiver_harness::Harness;
 
 const CRASH: &[&str] = &[

@@ -1,17 +1,15 @@
 //! End-to-end dumps over loopback UDP: the real receiver against the client simulator.
 
-#[path = "support/netdump_client.rs"]
-mod netdump_client;
-#[path = "support/receiver_harness.rs"]
-mod receiver_harness;
+use crate::support::receiver_harness;
+use netdump_test_support::netdump_client;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
 use netdump_client::{Image, SHOW_STATE_TEXT, SimClient};
-use netdump_provision::receiver::events::EventKind;
-use netdump_provision::receiver::wire::machine;
+use netdump_proto::wire::machine;
+use netdump_receiver::events::EventKind;
 use receiver_harness::{Harness, assert_core_matches, crash_dir, tool_exists};
 
 fn image() -> Image {
@@ -90,7 +88,7 @@ async fn x86_64_dump_is_identical_and_readable_as_netdump() {
         assert!(text.contains("NT_PRSTATUS"), "{text}");
         assert!(text.contains("NT_TASKSTRUCT"), "{text}");
     } else {
-        netdump_provision::testing::skip("readelf check", "binutils readelf is not installed");
+        netdump_test_support::skip("readelf check", "binutils readelf is not installed");
     }
     if tool_exists("eu-readelf") {
         let out = Command::new("eu-readelf")
@@ -104,13 +102,13 @@ async fn x86_64_dump_is_identical_and_readable_as_netdump() {
         assert!(text.contains("TASKSTRUCT"), "{text}");
         assert!(text.contains("LOAD"), "{text}");
     } else {
-        netdump_provision::testing::skip("eu-readelf check", "elfutils is not installed");
+        netdump_test_support::skip("eu-readelf check", "elfutils is not installed");
     }
 }
 
 fn receiver_harness_events(root: &std::path::Path, host: &str) -> Vec<EventKind> {
     let t = std::fs::read_to_string(root.join("events.jsonl")).unwrap();
-    netdump_provision::receiver::events::EventLog::parse(&t)
+    netdump_receiver::events::EventLog::parse(&t)
         .into_iter()
         .filter(|e| e.host == host)
         .map(|e| e.event)

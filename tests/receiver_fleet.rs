@@ -1,15 +1,13 @@
 //! Many clients at once, loss, and the concurrency limit, over loopback UDP.
 
-#[path = "support/netdump_client.rs"]
-mod netdump_client;
-#[path = "support/receiver_harness.rs"]
-mod receiver_harness;
+use crate::support::receiver_harness;
+use netdump_test_support::netdump_client;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use netdump_client::{Image, Knobs, SimClient, Stall};
-use netdump_provision::receiver::events::EventKind;
+use netdump_receiver::events::EventKind;
 use receiver_harness::{Harness, assert_core_matches, crash_dir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,9 @@
 //! in the dump dir and an events file that cannot be written. Bounds are on memory and counts,
 //! never on time.
 
-#[path = "support/netdump_client.rs"]
-mod netdump_client;
-#[path = "support/receiver_harness.rs"]
-mod receiver_harness;
-#[path = "support/receiver_process.rs"]
-mod receiver_process;
+use crate::support::receiver_harness;
+use crate::support::receiver_process;
+use netdump_test_support::netdump_client;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -20,9 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use netdump_client::{Image, SimClient, frame};
-use netdump_provision::receiver::events::{EventKind, EventLog};
-use netdump_provision::receiver::limits::Caps;
-use netdump_provision::receiver::wire::code;
+use netdump_proto::wire::code;
+use netdump_receiver::events::{EventKind, EventLog};
+use netdump_receiver::limits::Caps;
 use receiver_harness::assert_core_matches;
 use receiver_process::ReceiverProcess;
 

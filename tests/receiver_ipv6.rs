@@ -1,19 +1,16 @@
 //! IPv6: the receiver listens dual-stack on `[::]`, names IPv4(-mapped) senders as IPv4, takes
 //! netconsole over IPv6, and names IPv6 hosts' files with safe characters only.
 
-#[path = "support/netdump_client.rs"]
-mod netdump_client;
-#[path = "support/receiver_harness.rs"]
-mod receiver_harness;
-#[path = "support/receiver_process.rs"]
-mod receiver_process;
+use crate::support::receiver_harness;
+use crate::support::receiver_process;
+use netdump_test_support::netdump_client;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
 use netdump_client::{Image, SimClient};
-use netdump_provision::receiver::events::{EventKind, EventLog};
+use netdump_receiver::events::{EventKind, EventLog};
 use receiver_harness::{assert_core_matches, crash_dir};
 use receiver_process::ReceiverProcess;
 

@@ -5,9 +5,9 @@ use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdp};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use netdump_provision::receiver::console::{ConsoleConfig, ConsoleStore};
-use netdump_provision::receiver::events::{EventKind, EventLog};
-use netdump_provision::receiver::netconsole::{Collector, ConsoleEvent};
+use netdump_proto::netconsole::{Collector, ConsoleEvent};
+use netdump_receiver::console::{ConsoleConfig, ConsoleStore};
+use netdump_receiver::events::{EventKind, EventLog};
 use tokio::net::UdpSocket;
 
 const LAST_LINE: &str = "---[ end Kernel panic - not syncing: sysrq triggered crash ]---";

@@ -1,9 +1,7 @@
 //! Secure mode (magic files) and the disk-space path, over loopback UDP.
 
-#[path = "support/netdump_client.rs"]
-mod netdump_client;
-#[path = "support/receiver_harness.rs"]
-mod receiver_harness;
+use crate::support::receiver_harness;
+use netdump_test_support::netdump_client;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use netdump_client::{Image, SimClient, Stall};
-use netdump_provision::receiver::events::EventKind;
+use netdump_receiver::events::EventKind;
 use receiver_harness::{Harness, assert_core_matches, crash_dir};
 
 fn write_magic(root: &Path, ip: &str, text: &str) {
@@ -226,22 +224,23 @@ fn drop_privileges_switches_to_the_user_when_root() {
     const CHILD: &str = "RECEIVER_DROP_PRIVILEGES_CHILD";
     if std::env::var(CHILD).is_ok() {
         let nobody = User::from_name("nobody").unwrap().unwrap();
-        netdump_provision::receiver::drop_privileges("nobody").unwrap();
+        netdump_provision::receiver_cmd::drop_privileges("nobody").unwrap();
         assert_eq!(getuid(), nobody.uid);
         assert_eq!(getgid(), nobody.gid);
-        assert!(netdump_provision::receiver::drop_privileges("no-such-user-xyz").is_ok());
+        // Unprivileged now: a misspelt user is still an error, not silently ignored.
+        assert!(netdump_provision::receiver_cmd::drop_privileges("no-such-user-xyz").is_err());
         return;
     }
     if !Uid::effective().is_root() {
-        netdump_provision::testing::skip("privilege drop test", "it needs root");
+        netdump_test_support::skip("privilege drop test", "it needs root");
         return;
     }
     if User::from_name("nobody").ok().flatten().is_none() {
-        netdump_provision::testing::skip("privilege drop test", "there is no user nobody");
+        netdump_test_support::skip("privilege drop test", "there is no user nobody");
         return;
     }
     assert!(
-        netdump_provision::receiver::drop_privileges("no-such-user-xyz")
+        netdump_provision::receiver_cmd::drop_privileges("no-such-user-xyz")
             .unwrap_err()
             .to_string()
             .contains("no such user")
@@ -249,7 +248,7 @@ fn drop_privileges_switches_to_the_user_when_root() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "drop_privileges_switches_to_the_user_when_root",
+            "receiver_policy::drop_privileges_switches_to_the_user_when_root",
             "--nocapture",
         ])
         .env(CHILD, "1")
@@ -271,20 +270,25 @@ fn run_stops_cleanly_on_sigterm() {
     use std::io::{BufRead, BufReader};
     const CHILD: &str = "RECEIVER_SIGTERM_CHILD";
     if let Ok(dir) = std::env::var(CHILD) {
-        let args = netdump_provision::receiver::ReceiverArgs {
+        let args = netdump_receiver::ReceiverArgs {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             dump_dir: Some(dir.into()),
             insecure: true,
             ..Default::default()
         };
         let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(netdump_provision::receiver::run(args)).unwrap();
+        rt.block_on(netdump_provision::receiver_cmd::run(args))
+            .unwrap();
         println!("RUN RETURNED OK");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "run_stops_cleanly_on_sigterm", "--nocapture"])
+        .args([
+            "--exact",
+            "receiver_policy::run_stops_cleanly_on_sigterm",
+            "--nocapture",
+        ])
         .env(CHILD, dir.path())
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())

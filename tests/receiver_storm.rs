@@ -4,12 +4,9 @@
 //! a stated bound. `RECEIVER_STORM_CLIENTS` (default 64) sets the count; the peak memory per
 //! session is printed (README: the `netdump_concurrent_dumps` trade-off).
 
-#[path = "support/netdump_client.rs"]
-mod netdump_client;
-#[path = "support/receiver_harness.rs"]
-mod receiver_harness;
-#[path = "support/receiver_process.rs"]
-mod receiver_process;
+use crate::support::receiver_harness;
+use crate::support::receiver_process;
+use netdump_test_support::netdump_client;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -26,7 +23,7 @@ async fn a_rack_of_netdump_clients_crashing_at_once_all_dump_with_the_default_li
         .unwrap_or(64)
         .clamp(1, 200);
     assert!(
-        usize::from(n) <= netdump_provision::receiver::config::DEFAULT_CONCURRENT,
+        usize::from(n) <= netdump_receiver::config::DEFAULT_CONCURRENT,
         "the default limit must take the whole rack"
     );
     let dir = tempfile::tempdir().unwrap();

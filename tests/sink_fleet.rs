@@ -3,7 +3,7 @@
 //! clients' own keys then run the exact command sequences of Debian's kdump-tools and of RHEL's
 //! kdumpctl/dracut over ssh, scp in SFTP mode and `scp -O`; everything else is refused.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! The ssh engine against real sshd's in namespace hosts (tests/support/nshost.rs).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Self-tests of the namespace-host harness (tests/support/nshost.rs).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 
@@ -218,7 +218,7 @@ fn stale_leftovers_of_a_killed_run_are_cleaned_up() {
         .args([
             "--ignored",
             "--exact",
-            "helper_start_fleet_and_wait_to_be_killed",
+            "ssh_nshost::helper_start_fleet_and_wait_to_be_killed",
             "--nocapture",
         ])
         .env("NSHOST_HELPER_REPORT", &report)

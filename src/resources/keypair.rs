@@ -111,7 +111,7 @@ mod tests {
             .output()
             .is_err()
         {
-            crate::testing::skip("keypair generation", "ssh-keygen not installed");
+            netdump_test_support::skip("keypair generation", "ssh-keygen not installed");
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -458,7 +458,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("netdump.conf");
         std::fs::write(&conf, &text).unwrap();
-        let parsed = crate::receiver::config::FileConfig::load(&conf).unwrap();
+        let parsed = netdump_receiver::config::FileConfig::load(&conf).unwrap();
         assert_eq!(parsed.port, Some(7777));
         assert_eq!(parsed.max_concurrent_dumps, Some(8));
         assert_eq!(parsed.secure, Some(false));

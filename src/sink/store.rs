@@ -364,7 +364,7 @@ impl Store {
             return false;
         }
         let args = [self.client.ip.to_string(), dir.to_string()];
-        match crate::receiver::store::spawn_hook(
+        match netdump_receiver::store::spawn_hook(
             std::path::Path::new(&self.base_path),
             name,
             &args,
@@ -698,12 +698,12 @@ impl Store {
         if !regular(&rustix::fs::fstat(&fd).ok()?) {
             return None;
         }
-        let tail = crate::receiver::files::read_tail(
+        let tail = netdump_receiver::files::read_tail(
             &mut std::fs::File::from(fd),
-            crate::triage::DUMP_LOG_TAIL,
+            netdump_triage::DUMP_LOG_TAIL,
         )
         .ok()?;
-        let t = crate::triage::for_dump(&name, &tail);
+        let t = netdump_triage::for_dump(&name, &tail);
         let tmp = format!(".triage.json.{}", std::process::id());
         let out = rustix::fs::openat(
             dirfd,

@@ -173,3 +173,18 @@ pub struct Target {
     /// `ansible_ssh_common_args`, split shell-style. Only `-o Key=Value` options are honoured.
     pub ssh_common_args: Vec<String>,
 }
+
+/// The inventory says how to reach a host; ssh keeps its own copy of it.
+impl From<netdump_inventory::Connection> for Target {
+    fn from(c: netdump_inventory::Connection) -> Self {
+        Target {
+            name: c.name,
+            address: c.address,
+            port: c.port,
+            user: c.user,
+            private_key_file: c.private_key_file,
+            become_: c.become_,
+            ssh_common_args: c.ssh_common_args,
+        }
+    }
+}

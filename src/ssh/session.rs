@@ -518,7 +518,7 @@ mod tests {
             .output()
             .is_err()
         {
-            crate::testing::skip(
+            netdump_test_support::skip(
                 "generated_config_is_what_ssh_resolves",
                 "ssh is not installed",
             );

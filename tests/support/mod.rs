@@ -1,31 +1,12 @@
-//! Shared test fixtures. Every integration test binary compiles all of them and uses a part.
-#![allow(dead_code)]
+//! Harnesses of the `provision` integration tests (compiled once, into tests/main.rs). What
+//! other crates' tests share too lives in crates/test-support.
 
 pub mod nshost;
+pub mod receiver_harness;
+pub mod receiver_process;
 pub mod storm;
 
-// Inventory tests: write an inventory (and vars files) into a temp dir.
-
 use std::path::{Path, PathBuf};
-
-pub struct TempInv {
-    /// Keeps the directory alive for the test.
-    pub _dir: tempfile::TempDir,
-    pub path: PathBuf,
-}
-
-/// `files`: (relative path, content); the inventory itself is `inventory.yaml`.
-pub fn write_inventory(inventory: &str, files: &[(&str, &str)]) -> TempInv {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("inventory.yaml");
-    std::fs::write(&path, inventory).unwrap();
-    for (rel, content) in files {
-        let p = dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-    TempInv { _dir: dir, path }
-}
 
 /// The statically linked release build of `provision` (musl), which `.ci/test` builds before the
 /// test suite: `cargo build --release --target x86_64-unknown-linux-musl --bin provision`.

@@ -51,8 +51,6 @@
 //! remounted by `ip netns exec`); /proc/sys/kernel is a tmpfs of plain files (see the setup
 //! script), so sysctl writes there change nothing real. Package installs land in the /usr overlay.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
@@ -107,7 +105,7 @@ pub fn require_root_tools() -> bool {
     if missing.is_empty() {
         true
     } else {
-        netdump_provision::testing::skip("namespace-host test", &missing.join(", "));
+        netdump_test_support::skip("namespace-host test", &missing.join(", "));
         false
     }
 }
@@ -899,6 +897,7 @@ impl Fleet {
     }
 
     /// The root namespace's address on the fleet bridge (hosts' default gateway).
+    #[allow(dead_code)] // benches/sink.rs
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(subnet_base(self.slot) + 1)
     }

@@ -1,24 +1,23 @@
 //! Runs the real receiver on loopback for integration tests, and checks vmcores the way
 //! `crash` reads netdump dumps (docs/vmcore.md), independently of the receiver's own code.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netdump_provision::receiver::config::ReceiverConfig;
-use netdump_provision::receiver::events::{Event, EventKind, EventLog};
-use netdump_provision::receiver::server::Server;
+use netdump_receiver::config::ReceiverConfig;
+use netdump_receiver::events::{Event, EventKind, EventLog};
+use netdump_receiver::server::{Server, ServerError};
 
-use super::netdump_client::Image;
+use netdump_test_support::netdump_client::Image;
 
 pub struct Harness {
     pub dir: Option<tempfile::TempDir>,
     pub addr: SocketAddr,
     pub dump_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
 }
 
 /// How to run the receiver under test.
@@ -81,7 +80,8 @@ impl Harness {
                 .spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
-                        .build()?;
+                        .build()
+                        .expect("receiver runtime");
                     rt.block_on(async move { Server::with_socket(cfg, sock)?.run(shutdown).await })
                 });
             let t = t.expect("spawn receiver thread");
@@ -362,7 +362,7 @@ pub fn mount_tmpfs(at: &Path, size: &str, test: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        netdump_provision::testing::skip(test, "mounting a tmpfs failed (needs root and mount)");
+        netdump_test_support::skip(test, "mounting a tmpfs failed (needs root and mount)");
     }
     ok
 }

@@ -1,6 +1,5 @@
 //! Runs the real `provision receiver` binary as a child process, so tests can measure what it
 //! holds (RSS, threads, open files from /proc) and stop it with SIGTERM as systemd does.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! Console logs on disk: the IO edge for [`super::netconsole`] events.
+//! Console logs on disk: the IO edge for [`netdump_proto::netconsole`] events.
 //!
 //! Under the dump directory (nothing outside it is ever written):
 //!
@@ -36,7 +36,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::events::{Event, EventKind, EventLog};
-use super::netconsole::ConsoleEvent;
+use netdump_proto::netconsole::ConsoleEvent;
 
 /// Tunables of the on-disk console logs.
 #[derive(Debug, Clone)]
@@ -678,7 +678,7 @@ fn open_append(path: &Path) -> io::Result<BufWriter<File>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receiver::netconsole::Collector;
+    use netdump_proto::netconsole::Collector;
     use std::os::unix::fs::MetadataExt;
     use std::time::Instant;
 
@@ -989,7 +989,7 @@ mod tests {
     fn arb_event() -> impl proptest::strategy::Strategy<Value = (u8, ConsoleEvent)> {
         use proptest::prelude::*;
         let text = proptest::collection::vec(any::<u8>(), 0..300)
-            .prop_map(|b| crate::receiver::netconsole::sanitize(&b));
+            .prop_map(|b| netdump_proto::netconsole::sanitize(&b));
         (
             0u8..3,
             prop_oneof![

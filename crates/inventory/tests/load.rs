@@ -1,12 +1,13 @@
 //! Inventory loading: structure, precedence, vars files, tags, errors, patterns, targets.
 
-mod support;
-
-use netdump_provision::inventory::{Inventory, InventoryError};
-use support::write_inventory;
+use netdump_inventory::{Inventory, InventoryError};
+use netdump_test_support::inventory::write_inventory;
 use yaml_serde::Value;
 
-fn load(inv: &str, files: &[(&str, &str)]) -> (support::TempInv, Inventory) {
+fn load(
+    inv: &str,
+    files: &[(&str, &str)],
+) -> (netdump_test_support::inventory::TempInv, Inventory) {
     let t = write_inventory(inv, files);
     let i = Inventory::load(&t.path).unwrap_or_else(|e| panic!("load failed: {e}"));
     (t, i)
@@ -375,7 +376,7 @@ all:
     h4: {ansible_port: abc}
 ";
     let (_t, i) = load(inv, &[]);
-    let t = i.target("h1");
+    let t = i.connection("h1");
     assert_eq!(t.address, "198.18.0.5");
     assert_eq!(t.port, 2200);
     assert_eq!(t.user.as_deref(), Some("admin"));
@@ -393,11 +394,16 @@ all:
             "UserKnownHostsFile=/dev/null"
         ]
     );
-    assert!(!i.target("h2").become_);
-    let t3 = i.target("h3");
+    assert!(!i.connection("h2").become_);
+    let t3 = i.connection("h3");
     assert_eq!((t3.address.as_str(), t3.port), ("h3", 2022));
-    assert!(i.try_target("h4").is_err());
-    assert_eq!(i.target("h4").port, 22);
+    let e = i.try_connection("h4").unwrap_err();
+    assert_eq!(
+        (e.host.as_str(), e.variable.as_str()),
+        ("h4", "ansible_port")
+    );
+    assert!(e.to_string().contains("expected an integer 1-65535"), "{e}");
+    assert_eq!(i.connection("h4").port, 22);
 }
 
 #[test]
@@ -459,36 +465,4 @@ fn shared_group_vars_still_give_each_host_its_own_overrides_in_order() {
     assert_eq!(i.host("h1").unwrap().vars.len(), 4);
     assert!(i.origin("h2", "a").file.ends_with("host_vars/h2.yaml"));
     assert_eq!(i.origin("h1", "c").line, Some(12));
-}
-
-#[test]
-fn list_output_masks_secret_variables() {
-    let t = write_inventory(
-        "all:\n  hosts:\n    h1:\n      netdump_password_hash: '$6$salt$secrethash'\n      other: visible\n",
-        &[],
-    );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
-        .args(["inventory", "-i"])
-        .arg(&t.path)
-        .arg("--list")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(!text.contains("secrethash"), "{text}");
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["_meta"]["hostvars"]["h1"]["other"], "visible");
-    assert_eq!(
-        v["_meta"]["hostvars"]["h1"]["netdump_password_hash"],
-        "********"
-    );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provision"))
-        .args(["inventory", "-i"])
-        .arg(&t.path)
-        .args(["--host", "h1"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(!text.contains("secrethash"), "{text}");
-    assert!(text.contains("visible"), "{text}");
 }

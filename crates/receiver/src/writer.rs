@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use super::console::{ConsoleConfig, ConsoleStore};
 use super::events::{Event, EventKind, append_event};
 use super::limits::{Caps, DirBudget, Stats};
-use super::netconsole::ConsoleEvent;
 use super::store::{self, DumpFile, LogFile};
-use super::vmcore::CoreHeader;
+use netdump_proto::netconsole::ConsoleEvent;
+use netdump_proto::vmcore::CoreHeader;
 
 /// File work for one client directory, done in order.
 #[derive(Debug)]

@@ -5,13 +5,12 @@
 //! `REPLY_RESERVED` with the next RAM pfn for holes, `REPLY_ERROR` beyond max pfn, the REGS
 //! block, SHOW_STATE followed by LOG frames, and silence (it "reboots") on `COMM_REBOOT`.
 //! Loss, duplication, reordering and delay are applied on both its send and receive paths.
-#![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netdump_provision::receiver::wire::{Reply, Request, cmd, code, machine};
+use netdump_proto::wire::{Reply, Request, cmd, code, machine};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use tokio::net::UdpSocket;

@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 use super::config::ReceiverConfig;
 use super::events::{Event, EventKind, EventLog};
 use super::limits::{Caps, DirBudget, RateLimit, Stats};
-use super::netconsole::{Collector, ConsoleEvent};
-use super::session::{Action, Admission, Input, Security, Session};
 use super::store::{self, LogCursor};
-use super::wire::{self, Datagram};
 use super::writer::{ConsoleSink, EventSink, Op, Report, Writer, WriterCtx};
+use netdump_proto::netconsole::{Collector, ConsoleEvent};
+use netdump_proto::session::{Action, Admission, Input, Security, Session};
+use netdump_proto::wire::{self, Datagram};
 
 /// One source of netdump traffic (netlog frames and/or a session).
 struct Client {
@@ -99,9 +99,28 @@ pub struct Server {
     next_housekeeping: Instant,
 }
 
+/// Why the receiver could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "Couldn't bind master socket to {addr}: {source} (is another netdump-server running? \
+         ports below 1024 need root)"
+    )]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot create dump dir {}: {source} (create it, owned by the receiver's user)", dir.display())]
+    DumpDir { dir: PathBuf, source: io::Error },
+    #[error("cannot set up the receiver's {what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("the receiver's shutdown wait failed: {0}")]
+    Shutdown(#[from] tokio::task::JoinError),
+}
+
 impl Server {
     /// Binds the socket (an IPv6 wildcard also takes IPv4) and prepares the dump dir.
-    pub async fn bind(cfg: ReceiverConfig) -> anyhow::Result<Server> {
+    pub async fn bind(cfg: ReceiverConfig) -> Result<Server, ServerError> {
         let mut r = bind_socket(cfg.listen);
         if let Err(e) = &r
             && cfg.listen.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
@@ -112,12 +131,9 @@ impl Server {
             tracing::warn!("IPv6 is not available here ({e}); listening on {v4} only");
             r = bind_socket(v4);
         }
-        let std_sock = r.map_err(|e| {
-            anyhow::anyhow!(
-                "Couldn't bind master socket to {}: {e} (is another netdump-server running? \
-                 ports below 1024 need root)",
-                cfg.listen
-            )
+        let std_sock = r.map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            source,
         })?;
         Self::with_socket(cfg, std_sock)
     }
@@ -127,32 +143,33 @@ impl Server {
     pub fn with_socket(
         cfg: ReceiverConfig,
         std_sock: std::net::UdpSocket,
-    ) -> anyhow::Result<Server> {
-        std::fs::create_dir_all(&cfg.dump_dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create dump dir {}: {e} (create it, owned by the receiver's user)",
-                cfg.dump_dir.display()
-            )
+    ) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&cfg.dump_dir).map_err(|source| ServerError::DumpDir {
+            dir: cfg.dump_dir.clone(),
+            source,
         })?;
+        let setup = |what: &'static str| move |source| ServerError::Setup { what, source };
         let caps = cfg.caps.clone();
         let nofile = super::limits::raise_nofile(caps.fd_budget);
         tracing::debug!("open file limit {nofile} (fd budget {})", caps.fd_budget);
-        std_sock.set_nonblocking(true)?;
+        std_sock.set_nonblocking(true).map_err(setup("socket"))?;
         enlarge_rcvbuf(&std_sock);
-        let sock = UdpSocket::from_std(std_sock)?;
+        let sock = UdpSocket::from_std(std_sock).map_err(setup("socket"))?;
         let stats = Arc::new(Stats::default());
         let budget = Arc::new(Mutex::new(DirBudget::new(
             caps.dirs_per_source_per_hour,
             caps.dirs_per_hour,
         )));
-        let (events, et) = EventSink::spawn(&cfg.dump_dir, caps.events_queue, stats.clone())?;
+        let (events, et) = EventSink::spawn(&cfg.dump_dir, caps.events_queue, stats.clone())
+            .map_err(setup("event writer"))?;
         let (console_sink, ct) = ConsoleSink::spawn(
             &cfg.dump_dir,
             Default::default(),
             &caps,
             stats.clone(),
             budget.clone(),
-        )?;
+        )
+        .map_err(setup("console writer"))?;
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let (magic_tx, magic_rx) = mpsc::unbounded_channel();
         let now = Instant::now();
@@ -216,10 +233,13 @@ impl Server {
 
     /// Serves until `shutdown` resolves; then closes every file (vmcore-incomplete stays).
     /// Writers stuck in the kernel are not waited for more than a few seconds.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         tracing::info!(
             "receiver listening on {} (dump dir {}, secure {}, concurrent {})",
-            self.local_addr()?,
+            self.local_addr().map_err(|source| ServerError::Setup {
+                what: "socket",
+                source
+            })?,
             self.cfg.dump_dir.display(),
             self.cfg.secure,
             self.cfg.concurrent

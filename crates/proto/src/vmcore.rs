@@ -4,7 +4,7 @@
 //! CORE notes with `n_namesz = 4` (NT_PRSTATUS with the REGS block, NT_TASKSTRUCT).
 //! Page `pfn` lives at `data_offset + pfn * page_size`. Pure: produces bytes, does no IO.
 
-use super::wire::machine;
+use crate::wire::machine;
 
 pub const PT_LOAD: u32 = 1;
 pub const PT_NOTE: u32 = 4;

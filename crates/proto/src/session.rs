@@ -17,9 +17,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::events::EventKind;
-use super::vmcore::{self, CoreHeader, CoreParams};
-use super::wire::{self, Reply, Request, StartInfo, cmd, code};
+use crate::event::EventKind;
+use crate::vmcore::{self, CoreHeader, CoreParams};
+use crate::wire::{self, Reply, Request, StartInfo, cmd, code};
 
 /// Timers, limits and options of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! reordering "network" driven in virtual time.
 
 use super::*;
-use crate::receiver::wire::{Reply, Request, cmd, code};
+use crate::wire::{Reply, Request, cmd, code};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, VecDeque};
@@ -268,11 +268,11 @@ fn drive_ext(
             let Some(p) = to_server.pop_front() else {
                 break;
             };
-            match crate::receiver::wire::classify(&p) {
-                crate::receiver::wire::Datagram::Netdump(r) => {
+            match crate::wire::classify(&p) {
+                crate::wire::Datagram::Netdump(r) => {
                     s.handle_into(Input::Reply(r), now, &mut actions)
                 }
-                crate::receiver::wire::Datagram::NetLog { .. } => {
+                crate::wire::Datagram::NetLog { .. } => {
                     s.handle_into(Input::Log, now, &mut actions)
                 }
                 _ => panic!("client sent console text"),
@@ -747,7 +747,7 @@ mod prop {
                 s.handle(Input::Tick, t);
             }
             for f in frames {
-                if let crate::receiver::wire::Datagram::Netdump(r) = crate::receiver::wire::classify(&f) {
+                if let crate::wire::Datagram::Netdump(r) = crate::wire::classify(&f) {
                     s.handle(Input::Reply(r), t);
                 }
                 s.handle(Input::Log, t);

@@ -4,11 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use netdump_provision::inventory::Inventory;
+use netdump_inventory::Inventory;
 use serde_json::Value;
 
+/// The fixtures are the repository's (shared with the `provision` tests).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory");
+    let root = repo_root().join("tests/fixtures/inventory");
     let mut out = Vec::new();
     for d in std::fs::read_dir(&root).unwrap() {
         let p = d.unwrap().path().join("inventory.yaml");
@@ -17,7 +22,7 @@ fn fixtures() -> Vec<PathBuf> {
         }
     }
     out.sort();
-    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("inventories/example.yaml"));
+    out.push(repo_root().join("inventories/example.yaml"));
     out
 }
 
@@ -36,7 +41,7 @@ fn list_json_matches_ansible_inventory() {
         .output()
         .is_err()
     {
-        netdump_provision::testing::skip(
+        netdump_test_support::skip(
             "list_json_matches_ansible_inventory",
             "`ansible-inventory` is not on PATH (pip install ansible-core)",
         );

@@ -1,30 +1,10 @@
-//! The embedded dump receiver (`provision receiver`): netdump UDP protocol and netconsole logs.
-//!
-//! - `wire`: netdump frame codec and the port-6666 datagram classifier (pure).
-//! - `session`: one crashing client as a sans-IO state machine, `(input, now) -> actions`.
-//! - `vmcore`: the ELF core header `crash` recognises as a netdump dump (pure).
-//! - `store`: dump directories, log and vmcore files, magic files, hooks, space checks.
-//! - `server`: the tokio UDP loop that feeds sessions and performs their actions.
-//! - `config`: `ReceiverArgs` (clap), netdump.conf, resolved `ReceiverConfig`.
-//! - `events`: `<dumpdir>/events.jsonl`.
-//! - `files`: opening files that must be regular, without following links or blocking.
-//! - `limits`: caps and counters on what senders can make the receiver hold.
-//! - `writer`: the threads doing file IO off the packet loop.
+//! `provision receiver`: the command edge of the netdump-receiver crate: logging, signals,
+//! dropping privileges after the bind, `--stats`.
 
-pub mod config;
-pub mod console;
-pub mod events;
-pub mod files;
-pub mod limits;
-pub mod netconsole;
-pub mod server;
-pub mod session;
-pub mod store;
-pub mod vmcore;
-pub mod wire;
-pub mod writer;
-
-pub use config::{ReceiverArgs, ReceiverConfig};
+use netdump_receiver::files::read_bounded;
+use netdump_receiver::server::Server;
+use netdump_receiver::writer::STATS_FILE;
+use netdump_receiver::{ReceiverArgs, ReceiverConfig};
 
 /// Runs the receiver in the foreground until SIGTERM or SIGINT.
 pub async fn run(args: ReceiverArgs) -> anyhow::Result<()> {
@@ -41,17 +21,17 @@ pub async fn run(args: ReceiverArgs) -> anyhow::Result<()> {
     let user = cfg.user.clone();
     // Handlers first: a SIGTERM that arrives once we serve must stop us cleanly, not kill us.
     let shutdown = shutdown_signal()?;
-    let server = server::Server::bind(cfg).await?;
+    let server = Server::bind(cfg).await?;
     if let Some(name) = user {
         drop_privileges(&name)?;
     }
-    server.run(shutdown).await
+    Ok(server.run(shutdown).await?)
 }
 
 /// `provision receiver --stats`: the counters the receiver serving `dump_dir` last wrote.
 fn print_stats(dump_dir: &std::path::Path) -> anyhow::Result<()> {
-    let p = dump_dir.join(writer::STATS_FILE);
-    let b = files::read_bounded(&p, 64 * 1024).map_err(|e| {
+    let p = dump_dir.join(STATS_FILE);
+    let b = read_bounded(&p, 64 * 1024).map_err(|e| {
         anyhow::anyhow!(
             "cannot read {}: {e} (is a receiver serving --dump-dir {}? it writes the file every \
              report interval and at shutdown)",
@@ -85,17 +65,19 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// When running as root, switches to `name` (groups, gid, then uid). Not root: nothing to do.
+/// The user is looked up first in every case, so a misspelt `--user` fails on a developer's
+/// machine as it would on the server.
 pub fn drop_privileges(name: &str) -> anyhow::Result<()> {
     use nix::unistd::{Uid, User, setgid, setgroups, setuid};
-    if !Uid::effective().is_root() {
-        tracing::debug!("not root; ignoring --user {name}");
-        return Ok(());
-    }
     let user = User::from_name(name)
         .map_err(|e| anyhow::anyhow!("cannot look up user {name}: {e}"))?
         .ok_or_else(|| {
             anyhow::anyhow!("--user {name}: no such user (create it, e.g. `useradd -r netdump`)")
         })?;
+    if !Uid::effective().is_root() {
+        tracing::debug!("not root; ignoring --user {name}");
+        return Ok(());
+    }
     setgroups(&[user.gid]).map_err(|e| anyhow::anyhow!("setgroups for {name}: {e}"))?;
     setgid(user.gid).map_err(|e| anyhow::anyhow!("setgid {} for {name}: {e}", user.gid))?;
     setuid(user.uid).map_err(|e| anyhow::anyhow!("setuid {} for {name}: {e}", user.uid))?;
@@ -105,4 +87,13 @@ pub fn drop_privileges(name: &str) -> anyhow::Result<()> {
         user.gid
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unknown_user_is_an_error_whoever_runs_it() {
+        let e = super::drop_privileges("no-such-user-xyz").unwrap_err();
+        assert!(e.to_string().contains("no such user"), "{e}");
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::session::Tuning;
+use netdump_proto::session::Tuning;
 
 pub const DEFAULT_PORT: u16 = 6666;
 pub const DEFAULT_DUMP_DIR: &str = "/var/crash";

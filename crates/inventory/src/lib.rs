@@ -32,7 +32,33 @@ use std::sync::Arc;
 use indexmap::{IndexMap, IndexSet};
 use yaml_serde::Value;
 
-use crate::ssh::Target;
+/// How to reach a host, from its connection variables (Ansible's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Inventory name (`inventory_hostname`).
+    pub name: String,
+    /// `ansible_host`, or the inventory name.
+    pub address: String,
+    /// `ansible_port`, default 22.
+    pub port: u16,
+    /// `ansible_user`; `None` lets ssh pick (ssh config or the local user).
+    pub user: Option<String>,
+    /// `ansible_ssh_private_key_file`.
+    pub private_key_file: Option<PathBuf>,
+    /// `ansible_become`: run every step through `sudo -n`.
+    pub become_: bool,
+    /// `ansible_ssh_common_args`, split shell-style.
+    pub ssh_common_args: Vec<String>,
+}
+
+/// A connection variable of the wrong type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("host {host}: {variable}: {message}")]
+pub struct ConnectionVarError {
+    pub host: String,
+    pub variable: String,
+    pub message: String,
+}
 
 /// A host with its flattened variables.
 #[derive(Debug, Clone, PartialEq)]
@@ -353,10 +379,10 @@ impl Inventory {
         load::find_key_line(text, src.anchor.as_deref(), key)
     }
 
-    /// How to reach `host` over ssh. Connection variables that do not parse fall back to their
-    /// defaults here; [`crate::settings::resolve`] reports them as errors.
-    pub fn target(&self, host: &str) -> Target {
-        self.try_target(host).unwrap_or_else(|_| Target {
+    /// How to reach `host`. Connection variables that do not parse fall back to their
+    /// defaults here; callers that must report them use [`Inventory::try_connection`].
+    pub fn connection(&self, host: &str) -> Connection {
+        self.try_connection(host).unwrap_or_else(|_| Connection {
             name: host.to_string(),
             address: self
                 .host(host)
@@ -371,22 +397,24 @@ impl Inventory {
         })
     }
 
-    /// Like [`Inventory::target`], but a connection variable of the wrong type is an error
-    /// `(variable, message)`.
-    pub fn try_target(&self, host: &str) -> Result<Target, (String, String)> {
+    /// Like [`Inventory::connection`], but a connection variable of the wrong type is an error
+    /// naming the host and the variable.
+    pub fn try_connection(&self, host: &str) -> Result<Connection, ConnectionVarError> {
         let empty = Vars::default();
         let vars = self.host(host).map_or(&empty, |h| &h.vars);
         let get = |names: &[&'static str]| -> Option<(&'static str, &Value)> {
             names.iter().find_map(|n| vars.get(n).map(|v| (*n, v)))
         };
-        let string = |names: &[&'static str]| -> Result<Option<String>, (String, String)> {
+        let bad = |variable: &str, message: String| ConnectionVarError {
+            host: host.to_string(),
+            variable: variable.to_string(),
+            message,
+        };
+        let string = |names: &[&'static str]| -> Result<Option<String>, ConnectionVarError> {
             match get(names) {
                 None | Some((_, Value::Null)) => Ok(None),
                 Some((n, v)) => coerce::as_string(v).map(Some).ok_or_else(|| {
-                    (
-                        n.to_string(),
-                        format!("expected a string, got {}", coerce::describe(v)),
-                    )
+                    bad(n, format!("expected a string, got {}", coerce::describe(v)))
                 }),
             }
         };
@@ -395,8 +423,8 @@ impl Inventory {
         let port = match get(&["ansible_port", "ansible_ssh_port"]) {
             None | Some((_, Value::Null)) => 22,
             Some((n, v)) => coerce::as_u16(v).filter(|p| *p > 0).ok_or_else(|| {
-                (
-                    n.to_string(),
+                bad(
+                    n,
                     format!("expected an integer 1-65535, got {}", coerce::describe(v)),
                 )
             })?,
@@ -408,8 +436,8 @@ impl Inventory {
         let become_ = match get(&["ansible_become"]) {
             None | Some((_, Value::Null)) => false,
             Some((n, v)) => coerce::as_bool(v).ok_or_else(|| {
-                (
-                    n.to_string(),
+                bad(
+                    n,
                     format!(
                         "expected a boolean (yes/no/true/false), got {}",
                         coerce::describe(v)
@@ -420,13 +448,13 @@ impl Inventory {
         let ssh_common_args = match string(&["ansible_ssh_common_args"])? {
             None => Vec::new(),
             Some(s) => coerce::shell_split(&s).map_err(|e| {
-                (
-                    "ansible_ssh_common_args".to_string(),
+                bad(
+                    "ansible_ssh_common_args",
                     format!("cannot split shell-style: {e}"),
                 )
             })?,
         };
-        Ok(Target {
+        Ok(Connection {
             name: host.to_string(),
             address,
             port,

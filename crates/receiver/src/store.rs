@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::vmcore::CoreHeader;
+use netdump_proto::vmcore::CoreHeader;
 
 pub const LOG_FILE: &str = "log";
 pub const VMCORE_INCOMPLETE: &str = "vmcore-incomplete";
@@ -124,8 +124,8 @@ pub fn read_magic(root: &Path, ip: IpAddr) -> Option<u64> {
 pub fn triage_log(dir: &Path) -> Option<(String, String)> {
     use std::io::Write;
     let mut f = super::files::open_read(&dir.join("log")).ok()?;
-    let tail = super::files::read_tail(&mut f, crate::triage::DUMP_LOG_TAIL).ok()?;
-    let t = crate::triage::for_dump("log", &tail);
+    let tail = super::files::read_tail(&mut f, netdump_triage::DUMP_LOG_TAIL).ok()?;
+    let t = netdump_triage::for_dump("log", &tail);
     if let Err(e) = super::files::open_truncate(&dir.join("triage.json"))
         .and_then(|mut out| out.write_all(&t.json))
     {
@@ -425,7 +425,7 @@ mod tests {
     fn hooks_run_only_when_root_owns_them_and_nobody_else_can_write() {
         use std::os::unix::fs::PermissionsExt;
         if !nix::unistd::geteuid().is_root() {
-            crate::testing::skip("hook trust check", "needs root to own the hook files");
+            netdump_test_support::skip("hook trust check", "needs root to own the hook files");
             return;
         }
         let t = tempfile::tempdir().unwrap();
@@ -571,7 +571,7 @@ mod tests {
     #[test]
     fn dump_file_writes_runs_and_renames() {
         let t = tempfile::tempdir().unwrap();
-        let h = super::super::vmcore::build(&super::super::vmcore::CoreParams {
+        let h = netdump_proto::vmcore::build(&netdump_proto::vmcore::CoreParams {
             machine: 62,
             page_size: 4096,
             nr_pages: 8,

@@ -1,0 +1,4 @@
+//! The inventory crate's integration tests, one binary (autotests = false).
+
+mod ansible;
+mod load;
