@@ -583,11 +583,7 @@ impl ConsoleStore {
         let adopted = self.host(ip, now).adopted.take();
         let dir = match adopted {
             Some(d) if d.is_dir() => d,
-            _ => self.dump_dir.join(format!(
-                "{}-{}",
-                super::store::host_name(ip),
-                now.format("%Y-%m-%d-%H:%M:%S")
-            )),
+            _ => self.dump_dir.join(super::store::crash_dir_name(ip, now)),
         };
         let made = match DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => Ok(()),

@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::config::ReceiverConfig;
-use super::events::{Event, EventKind, EventLog};
+use super::events::Event;
 use super::limits::{Caps, DirBudget, RateLimit, Stats};
 use super::store::{self, LogCursor};
 use super::writer::{ConsoleSink, EventSink, Op, Report, Writer, WriterCtx};
@@ -514,7 +514,7 @@ impl Server {
         let dir = match &c.dir {
             Some(d) => d.clone(),
             None => {
-                let d = plan_crash_dir(&root, ip, &mut c.last_base);
+                let d = plan_crash_dir(&root, ip, &mut c.last_base, chrono::Utc::now());
                 c.dir = Some(d.clone());
                 d
             }
@@ -882,7 +882,7 @@ impl Server {
                         c.dir_refused = true;
                         return false;
                     }
-                    let d = plan_crash_dir(&root, ip, &mut c.last_base);
+                    let d = plan_crash_dir(&root, ip, &mut c.last_base, chrono::Utc::now());
                     c.dir = Some(d.clone());
                     d
                 }
@@ -923,8 +923,13 @@ impl Server {
 
 /// Chooses `<root>/<ip>-<time>` (with a `.N` suffix when this client already used that name
 /// this second). Pure: the writer creates it.
-fn plan_crash_dir(root: &Path, ip: IpAddr, last: &mut (String, u32)) -> PathBuf {
-    let base = store::crash_dir_name(ip, chrono::Local::now());
+fn plan_crash_dir(
+    root: &Path,
+    ip: IpAddr,
+    last: &mut (String, u32),
+    now: chrono::DateTime<chrono::Utc>,
+) -> PathBuf {
+    let base = store::crash_dir_name(ip, now);
     if last.0 == base {
         last.1 += 1;
         root.join(format!("{base}.{}", last.1))
@@ -953,16 +958,22 @@ fn enlarge_rcvbuf(sock: &std::net::UdpSocket) {
     }
 }
 
-/// Events the receiver emits, for callers that want to wait on them.
-pub fn dump_events(dump_dir: &Path) -> Vec<Event> {
-    std::fs::read_to_string(dump_dir.join("events.jsonl"))
-        .map(|t| EventLog::parse(&t))
-        .unwrap_or_default()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
 
-/// True if an event of `kind` for `host` is in `<dump_dir>/events.jsonl`.
-pub fn has_event(dump_dir: &Path, host: &str, kind: EventKind) -> bool {
-    dump_events(dump_dir)
-        .iter()
-        .any(|e| e.host == host && e.event == kind)
+    #[test]
+    fn crash_dirs_of_one_client_in_one_second_get_numbered() {
+        let root = Path::new("/var/crash");
+        let ip = IpAddr::from([198, 18, 0, 7]);
+        let t = chrono::Utc.with_ymd_and_hms(2026, 12, 2, 8, 5, 9).unwrap();
+        let mut last = (String::new(), 0);
+        let a = plan_crash_dir(root, ip, &mut last, t);
+        let b = plan_crash_dir(root, ip, &mut last, t);
+        let c = plan_crash_dir(root, ip, &mut last, t + chrono::Duration::seconds(1));
+        assert_eq!(a, root.join("198.18.0.7-2026-12-02-08:05:09"));
+        assert_eq!(b, root.join("198.18.0.7-2026-12-02-08:05:09.1"));
+        assert_eq!(c, root.join("198.18.0.7-2026-12-02-08:05:10"));
+    }
 }

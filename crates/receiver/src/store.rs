@@ -6,7 +6,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, FileExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,40 +34,11 @@ pub fn host_name(ip: IpAddr) -> String {
     }
 }
 
-/// Directory name for a crash of `ip` at local time `t`.
-pub fn crash_dir_name(ip: IpAddr, t: chrono::DateTime<chrono::Local>) -> String {
+/// The one name of a crash directory: `<ip>-<UTC time>` (docs/server-layout.md). Console crash
+/// records, netdump dumps and their shared directory all go through here, with one clock (UTC)
+/// so names sort the same on every server whatever its time zone.
+pub fn crash_dir_name(ip: IpAddr, t: chrono::DateTime<chrono::Utc>) -> String {
     format!("{}-{}", host_name(ip), t.format("%Y-%m-%d-%H:%M:%S"))
-}
-
-/// Creates `<root>/<ip>-<time>` with mode 0700; appends `.1`, `.2`, … if it already exists.
-pub fn create_crash_dir(root: &Path, ip: IpAddr) -> io::Result<PathBuf> {
-    let base = crash_dir_name(ip, chrono::Local::now());
-    for n in 0..1000 {
-        let name = if n == 0 {
-            base.clone()
-        } else {
-            format!("{base}.{n}")
-        };
-        let p = root.join(name);
-        match fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!(
-                        "Error making crashdump directory {}: {e} (check that the dump dir exists \
-                         and is writable by the receiver's user)",
-                        p.display()
-                    ),
-                ));
-            }
-        }
-    }
-    Err(io::Error::other(format!(
-        "too many crash directories named {base}.* under {}",
-        root.display()
-    )))
 }
 
 /// Parses a magic file leniently: whitespace ignored; `0x` prefixes allowed; either one hex
@@ -536,20 +507,15 @@ mod tests {
     }
 
     #[test]
-    fn crash_dirs_are_private_and_unique() {
-        use std::os::unix::fs::PermissionsExt;
-        let t = tempfile::tempdir().unwrap();
-        let ip = IpAddr::from([198, 18, 0, 7]);
-        let a = create_crash_dir(t.path(), ip).unwrap();
-        let b = create_crash_dir(t.path(), ip).unwrap();
-        assert_ne!(a, b);
-        let name = a.file_name().unwrap().to_str().unwrap().to_string();
-        assert!(name.starts_with("198.18.0.7-"), "{name}");
-        assert_eq!(name.len(), "198.18.0.7-".len() + 19);
+    fn crash_dir_names_are_the_address_and_utc_time() {
+        use chrono::TimeZone;
+        let t = chrono::Utc.with_ymd_and_hms(2026, 12, 2, 8, 5, 9).unwrap();
         assert_eq!(
-            fs::metadata(&a).unwrap().permissions().mode() & 0o777,
-            0o700
+            crash_dir_name(IpAddr::from([198, 18, 0, 7]), t),
+            "198.18.0.7-2026-12-02-08:05:09"
         );
+        let v6: IpAddr = "fd00::5".parse().unwrap();
+        assert_eq!(crash_dir_name(v6, t), "fd00__5-2026-12-02-08:05:09");
     }
 
     #[test]
