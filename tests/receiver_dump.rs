@@ -156,11 +156,24 @@ async fn hooks_run_with_documented_args() {
     let scripts = dir.path().join("scripts");
     std::fs::create_dir(&scripts).unwrap();
     let out = dir.path().join("hooks.out");
+    let seen = dir.path().join("reboot-saw");
     for name in ["netdump-crash", "netdump-reboot"] {
         let p = scripts.join(name);
+        // netdump-reboot also records what it found in the crash directory when it ran.
+        let look = if name == "netdump-reboot" {
+            format!(
+                "ls \"$2\" > {seen}; stat -c 'size %s' \"$2/vmcore\" >> {seen}\n",
+                seen = seen.display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &p,
-            format!("#!/bin/sh\necho \"{name} $# $1 $2\" >> {}\n", out.display()),
+            format!(
+                "#!/bin/sh\n{look}echo \"{name} $# $1 $2\" >> {}\n",
+                out.display()
+            ),
         )
         .unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -192,8 +205,14 @@ async fn hooks_run_with_documented_args() {
             format!("netdump-reboot 2 127.0.0.13 {}", cdir.display()),
         ]
     );
-    // vmcore closed before netdump-reboot (0.7.14 behaviour)
-    assert!(cdir.join("vmcore").exists());
+    // vmcore closed and renamed before netdump-reboot ran (0.7.14 behaviour): the hook saw
+    // `vmcore`, no `vmcore-incomplete`, at its final size.
+    let saw = std::fs::read_to_string(&seen).unwrap();
+    let names: Vec<&str> = saw.lines().filter(|l| !l.starts_with("size ")).collect();
+    assert!(names.contains(&"vmcore"), "{saw}");
+    assert!(!names.contains(&"vmcore-incomplete"), "{saw}");
+    let final_size = std::fs::metadata(cdir.join("vmcore")).unwrap().len();
+    assert!(saw.contains(&format!("size {final_size}\n")), "{saw}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

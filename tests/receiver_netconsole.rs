@@ -1,48 +1,16 @@
-//! End to end over a real UDP socket: kernel-shaped netconsole datagrams → tokio loop →
-//! `Collector` → `ConsoleStore` → files under a temporary dump directory.
+//! End to end over a real UDP socket: kernel-shaped netconsole datagrams → the receiver's own
+//! server (netdump_receiver::server, as `provision receiver` runs it) → files under a temporary
+//! dump directory.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdp};
+use std::net::{IpAddr, UdpSocket as StdUdp};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use netdump_proto::netconsole::{Collector, ConsoleEvent};
-use netdump_receiver::console::{ConsoleConfig, ConsoleStore};
 use netdump_receiver::events::{EventKind, EventLog};
-use tokio::net::UdpSocket;
+
+use crate::support::receiver_harness::Harness;
 
 const LAST_LINE: &str = "---[ end Kernel panic - not syncing: sysrq triggered crash ]---";
-
-/// The receiver loop as server.rs runs it for non-netdump datagrams: ingest, handle, tick.
-/// Returns once both hosts' final lines were handled (the test's only stop condition).
-async fn receive(sock: UdpSocket, dump: &Path, want_done: usize) -> (Collector, ConsoleStore) {
-    let mut collector = Collector::default();
-    let mut store = ConsoleStore::new(dump, ConsoleConfig::default());
-    let mut buf = vec![0u8; 65536];
-    let mut ticker = tokio::time::interval(Duration::from_millis(100));
-    let mut done = 0;
-    while done < want_done {
-        let events = tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                let (n, from) = r.expect("recv_from");
-                collector.ingest(from.ip(), &buf[..n], Instant::now())
-            }
-            _ = ticker.tick() => {
-                store.tick(chrono::Utc::now()).expect("tick");
-                collector.tick(Instant::now())
-            }
-        };
-        for (ip, ev) in events {
-            if let ConsoleEvent::Line { text, .. } = &ev
-                && text.contains(LAST_LINE)
-            {
-                done += 1;
-            }
-            store.handle(ip, ev, chrono::Utc::now()).expect("handle");
-        }
-    }
-    store.flush().unwrap();
-    (collector, store)
-}
 
 /// One extended record the way the kernel's netconsole sends it: the /dev/kmsg header
 /// `<prefix>,<seq>,<ts_usec>,<flags>;`, the text, `\n`, then sysdata ` key=value\n` lines.
@@ -76,11 +44,8 @@ fn crash_block() -> Vec<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_shaped_datagrams_end_up_in_logs_and_crash_record() {
-    let dump = tempfile::tempdir().unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let to: SocketAddr = sock.local_addr().unwrap();
-    let dump_path = dump.path().to_path_buf();
-    let rx = tokio::spawn(async move { receive(sock, &dump_path, 2).await });
+    let h = Harness::start(|_| {}).await;
+    let to = h.addr;
 
     // Host A (127.0.0.1): extended netconsole with sysdata, a fragmented record sent out of
     // order, a duplicate, a reordered pair, a lost record (msgid gap), then the sysrq crash.
@@ -135,17 +100,27 @@ async fn kernel_shaped_datagrams_end_up_in_logs_and_crash_record() {
         b.send_to(chunk, to).unwrap();
     }
 
-    let (collector, store) = tokio::time::timeout(Duration::from_secs(60), rx)
-        .await
-        .expect("receiver saw both hosts' last lines within 60 s")
-        .unwrap();
+    // Wait (bounded) until both hosts' last lines are on disk, then stop the receiver so every
+    // file is flushed and closed.
+    let root = h.root().to_path_buf();
+    let done = |ip: &str| {
+        std::fs::read_to_string(root.join(format!("console/{ip}.log")))
+            .is_ok_and(|l| l.contains(LAST_LINE))
+    };
+    for _ in 0..600 {
+        if done("127.0.0.1") && done("127.0.0.2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dump = h.stop().await;
+    assert!(
+        done("127.0.0.1") && done("127.0.0.2"),
+        "both hosts' last lines arrived"
+    );
 
     let ip_a: IpAddr = "127.0.0.1".parse().unwrap();
     let ip_b: IpAddr = "127.0.0.2".parse().unwrap();
-    let st = collector.stats(ip_a).unwrap();
-    assert_eq!(st.duplicates, 1);
-    assert_eq!(st.lost, 2);
-    assert_eq!(st.reboots, 0);
 
     // Rolling logs, one per host, named by the socket's source address.
     let log_a = std::fs::read_to_string(dump.path().join("console/127.0.0.1.log")).unwrap();
@@ -184,7 +159,6 @@ async fn kernel_shaped_datagrams_end_up_in_logs_and_crash_record() {
         let ev = events.iter().find(|e| e.host == ip.to_string()).unwrap();
         assert_eq!(ev.event, EventKind::Crash);
         let dir = Path::new(&ev.dir);
-        assert_eq!(store.crash_dir_for(ip), Some(dir));
         assert_eq!(dir.parent(), Some(dump.path()));
         let name = dir.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with(&format!("{ip}-20")), "{name}");
@@ -202,5 +176,9 @@ async fn kernel_shaped_datagrams_end_up_in_logs_and_crash_record() {
         .filter(|n| !n.starts_with("127.0.0."))
         .collect();
     names.sort();
-    assert_eq!(names, vec!["console", "events.jsonl"]);
+    assert_eq!(
+        names,
+        vec!["console", "events.jsonl", "receiver-stats.json"],
+        "the receiver writes its counters at shutdown"
+    );
 }
