@@ -17,6 +17,46 @@ pub const NETCONSOLE_UNIT: &str = "/etc/systemd/system/netdump-netconsole.servic
 pub const NETCONSOLE_SERVICE: &str = "netdump-netconsole";
 pub const GRUB_DROPIN: &str = "/etc/default/grub.d/netdump-provision-crashkernel.cfg";
 
+/// What a kdump client needs after it converged, as far as its boot is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterConverge {
+    /// Nothing: memory is reserved for the capture kernel (or nothing is known about it).
+    Ready,
+    /// Nothing is reserved, `crashkernel=` is (or would be) in the boot configuration, and the
+    /// run may not reboot: say so loudly.
+    RebootRequired(String),
+    /// Nothing is reserved and the run was allowed to reboot (`apply --reboot`).
+    Reboot,
+}
+
+/// The crashkernel policy: a kdump client whose kernel reserved nothing for the capture kernel
+/// (`/sys/kernel/kexec_crash_size` 0) cannot dump until it boots with `crashkernel=`.
+/// `reboot` is `apply --reboot`; `check` is `--check` (never reboots).
+pub fn after_converge(
+    s: &ClientSettings,
+    facts: &Facts,
+    reboot: bool,
+    check: bool,
+) -> AfterConverge {
+    if facts.kexec_crash_size != Some(0) {
+        return AfterConverge::Ready;
+    }
+    if reboot && !check {
+        return AfterConverge::Reboot;
+    }
+    AfterConverge::RebootRequired(format!(
+        "no memory is reserved for the capture kernel (/sys/kernel/kexec_crash_size is 0): \
+         crashkernel={} {} the boot configuration; REBOOT REQUIRED before kdump can work (or \
+         re-run with --reboot)",
+        s.kdump.crashkernel,
+        if check {
+            "would be written to"
+        } else {
+            "is in"
+        }
+    ))
+}
+
 /// Debian's kdump-tools, or the RHEL family's kdumpctl.
 fn debian(facts: &Facts) -> bool {
     facts.is_debian_like()
@@ -301,6 +341,37 @@ mod tests {
              neigh=198.19.0.10 dev ens3 lladdr 52:54:00:00:00:10 REACHABLE\nprobe_end=1\n"
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn a_client_without_reserved_memory_reboots_only_when_allowed_and_not_in_check_mode() {
+        let mut s = client();
+        s.flavor = ClientFlavor::Kdump;
+        let none = facts("debian");
+        let mut reserved = none.clone();
+        reserved.kexec_crash_size = Some(256 << 20);
+        assert_eq!(
+            after_converge(&s, &reserved, true, false),
+            AfterConverge::Ready
+        );
+        assert_eq!(
+            after_converge(&s, &none, true, false),
+            AfterConverge::Reboot
+        );
+        let AfterConverge::RebootRequired(m) = after_converge(&s, &none, true, true) else {
+            panic!("check mode never reboots");
+        };
+        assert!(
+            m.contains("would be written to") && m.contains("REBOOT REQUIRED"),
+            "{m}"
+        );
+        let AfterConverge::RebootRequired(m) = after_converge(&s, &none, false, false) else {
+            panic!("no --reboot");
+        };
+        assert!(
+            m.contains("crashkernel=") && m.contains("is in the boot"),
+            "{m}"
+        );
     }
 
     fn golden(name: &str, text: &str) {
