@@ -273,18 +273,35 @@ fn init_tracing(verbose: u8, json: bool) {
     }
 }
 
-/// Entry point; returns the process exit code.
-pub fn main() -> i32 {
-    // As netdump's login shell, sshd runs us as `<shell> -c <forced command>`.
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+/// How the program was started.
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    /// As netdump's login shell: sshd runs `<shell> -c <command>` (the forced command), or a
+    /// login shell named `-…` with no command. The command goes to the dump sink, which
+    /// refuses everything it does not know; it never reaches clap.
+    LoginShell(String),
+    /// As a command: clap parses the arguments.
+    Command,
+}
+
+fn entry(argv: &[std::ffi::OsString]) -> Entry {
     if argv.len() == 3 && argv[1] == "-c" {
-        return crate::sink::login_shell(&argv[2].to_string_lossy());
+        return Entry::LoginShell(argv[2].to_string_lossy().into_owned());
     }
     if argv
         .first()
         .is_some_and(|a| a.to_string_lossy().starts_with('-'))
     {
-        return crate::sink::login_shell("");
+        return Entry::LoginShell(String::new());
+    }
+    Entry::Command
+}
+
+/// Entry point; returns the process exit code.
+pub fn main() -> i32 {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Entry::LoginShell(command) = entry(&argv) {
+        return crate::sink::login_shell(&command);
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -333,5 +350,94 @@ pub fn main() -> i32 {
             eprintln!("error: {e:#}");
             exit::USAGE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<std::ffi::OsString> {
+        a.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn sshd_starting_the_login_shell_reaches_the_sink_never_clap() {
+        assert_eq!(
+            entry(&argv(&[
+                "/usr/local/sbin/netdump-provision",
+                "-c",
+                "apply --help"
+            ])),
+            Entry::LoginShell("apply --help".into())
+        );
+        assert_eq!(
+            entry(&argv(&["-netdump-provision"])),
+            Entry::LoginShell(String::new())
+        );
+        assert_eq!(
+            entry(&argv(&["provision", "apply", "inv.yaml"])),
+            Entry::Command
+        );
+        // `-c` with anything else is a (bad) command line, for clap to refuse.
+        assert_eq!(entry(&argv(&["provision", "-c"])), Entry::Command);
+    }
+
+    #[test]
+    fn apply_takes_the_inventory_either_way_and_its_flags() {
+        let c = Cli::try_parse_from([
+            "provision",
+            "apply",
+            "-i",
+            "inv.yaml",
+            "-C",
+            "-D",
+            "-l",
+            "c1",
+        ])
+        .unwrap();
+        let Command::Apply(a) = c.command else {
+            panic!("apply")
+        };
+        assert_eq!(
+            a.inventory.as_deref(),
+            Some(std::path::Path::new("inv.yaml"))
+        );
+        assert!(a.check && a.diff);
+        assert_eq!(a.limit.as_deref(), Some("c1"));
+        assert_eq!(a.reboot, None);
+        let c = Cli::try_parse_from(["provision", "apply", "inv.yaml", "--reboot"]).unwrap();
+        let Command::Apply(a) = c.command else {
+            panic!("apply")
+        };
+        assert_eq!(
+            a.inventory_pos.as_deref(),
+            Some(std::path::Path::new("inv.yaml"))
+        );
+        assert_eq!(
+            a.reboot,
+            Some(900),
+            "--reboot alone waits the default 900 s"
+        );
+        assert!(
+            Cli::try_parse_from(["provision", "apply"]).is_err(),
+            "no inventory"
+        );
+    }
+
+    #[test]
+    fn the_password_file_gives_its_first_line_and_refuses_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pw");
+        std::fs::write(&p, "s3cret\nignored\n").unwrap();
+        let pw = password_input(Some(&p)).unwrap();
+        assert_eq!(pw.plaintext.unwrap().expose(), "s3cret");
+        std::fs::write(&p, "\nsecond\n").unwrap();
+        let e = password_input(Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("first line is empty"), "{e}");
+        let e = password_input(Some(&dir.path().join("missing")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot read --password-file"), "{e}");
     }
 }
