@@ -3,9 +3,27 @@
 
 use serde::Serialize;
 
-use crate::resources::package::PackageManager;
-use crate::resources::service::InitSystem;
-use crate::resources::sh_quote;
+use crate::ssh::shell::single_quote as sh_quote;
+
+/// The host's package manager, as the probe found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageManager {
+    Apt,
+    Dnf,
+    Yum,
+    Up2date,
+    None,
+}
+
+/// The host's init system, as the probe found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitSystem {
+    Systemd,
+    Sysv,
+    None,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Facts {

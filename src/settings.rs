@@ -503,12 +503,12 @@ fn parse(kind: Kind, v: &Value) -> Result<Parsed, String> {
     }
 }
 
-struct Ctx<'a> {
+struct Resolver<'a> {
     inv: &'a Inventory,
     errors: Vec<SettingsError>,
 }
 
-impl Ctx<'_> {
+impl Resolver<'_> {
     fn err(&mut self, host: &str, var: &str, message: String) {
         let origin = if var.is_empty() || var.starts_with("--") {
             Origin {
@@ -591,7 +591,7 @@ impl Ctx<'_> {
 /// Resolve typed settings for the whole fleet. All problems are collected and returned
 /// together.
 pub fn resolve(inv: &Inventory, password: PasswordInput) -> Result<FleetSettings, SettingsErrors> {
-    let mut cx = Ctx {
+    let mut cx = Resolver {
         inv,
         errors: Vec::new(),
     };

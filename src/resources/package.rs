@@ -3,20 +3,15 @@
 use super::{Change, Observed, Plan, PlanContext, Resource, ResourceError, sh_quote};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PackageManager {
-    Apt,
-    Dnf,
-    Yum,
-    Up2date,
-    None,
-}
+pub use crate::facts::PackageManager;
 
 #[derive(Debug, Clone)]
 pub struct Package {
     pub name: String,
     pub manager: PackageManager,
+    /// How the user turns package management off for this host (the caller knows its
+    /// configuration); named in the error when there is no package manager.
+    pub opt_out: &'static str,
 }
 
 impl Resource for Package {
@@ -57,7 +52,11 @@ impl Resource for Package {
             }
             _ => Err(ResourceError::Invalid {
                 id: self.id(),
-                detail: "no supported package manager (apt, dnf, yum, up2date) on this host; install the package yourself and set netdump_manage_packages: false".into(),
+                detail: format!(
+                    "no supported package manager (apt, dnf, yum, up2date) on this host; install \
+                     the package yourself and {}",
+                    self.opt_out
+                ),
             }),
         }
     }
@@ -76,6 +75,7 @@ mod tests {
         let p = Package {
             name: "kdump-tools".into(),
             manager: PackageManager::Apt,
+            opt_out: "stop managing it",
         };
         assert!(matches!(
             p.plan(&o("installed=yes\n"), &PlanContext::default())
@@ -92,6 +92,7 @@ mod tests {
         let p = Package {
             name: "netdump".into(),
             manager: PackageManager::None,
+            opt_out: "stop managing it",
         };
         assert!(
             p.plan(&o("installed=unknown\n"), &PlanContext::default())

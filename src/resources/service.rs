@@ -2,13 +2,7 @@
 
 use super::{Change, Observed, Plan, PlanContext, Resource, ResourceError, sh_quote};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InitSystem {
-    Systemd,
-    Sysv,
-    None,
-}
+pub use crate::facts::InitSystem;
 
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -23,6 +17,9 @@ pub struct Service {
     pub daemon_reload_on: Vec<String>,
     /// Reload instead of restart (sshd).
     pub reload: bool,
+    /// How the user turns service management off for this host (the caller knows its
+    /// configuration); named in the error when there is no init system.
+    pub opt_out: &'static str,
     /// Command that must succeed before a restart/reload (e.g. `sshd -t`).
     pub validate: Option<String>,
 }
@@ -54,7 +51,11 @@ impl Resource for Service {
         if self.init == InitSystem::None {
             return Err(ResourceError::Invalid {
                 id: self.id(),
-                detail: "no init system found (neither systemd nor SysV init); start the service yourself and set netdump_manage_services: false".into(),
+                detail: format!(
+                    "no init system found (neither systemd nor SysV init); start the service \
+                     yourself and {}",
+                    self.opt_out
+                ),
             });
         }
         let n = sh_quote(&self.name);
@@ -134,6 +135,7 @@ mod tests {
             daemon_reload_on: vec!["file:/etc/systemd/system/netdump-receiver.service".into()],
             reload: false,
             validate: None,
+            opt_out: "stop managing it",
         }
     }
 
@@ -200,7 +202,7 @@ mod tests {
             s.plan(&o("init=none\n"), &ctx)
                 .unwrap_err()
                 .to_string()
-                .contains("netdump_manage_services")
+                .contains("start the service yourself and stop managing it")
         );
     }
 

@@ -158,6 +158,7 @@ pub fn resources(
         };
         for p in pkgs {
             r.push(Box::new(Package {
+                opt_out: super::PACKAGES_OPT_OUT,
                 name: p.to_string(),
                 manager: facts.pkg,
             }));
@@ -292,6 +293,7 @@ pub fn resources(
         r.push(Box::new(unit));
         if s.manage_services {
             r.push(Box::new(Service {
+                opt_out: super::SERVICES_OPT_OUT,
                 name: NETCONSOLE_SERVICE.into(),
                 init: facts.init,
                 enabled: Some(true),
@@ -306,6 +308,7 @@ pub fn resources(
 
     if s.manage_services {
         r.push(Box::new(Service {
+            opt_out: super::SERVICES_OPT_OUT,
             name: if deb {
                 "kdump-tools".into()
             } else {

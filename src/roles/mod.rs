@@ -23,6 +23,11 @@ pub const RECEIVER_SERVICE: &str = "netdump-receiver";
 pub const SSHD_DROPIN: &str = "/etc/ssh/sshd_config.d/netdump-provision.conf";
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-netdump-provision.conf";
 
+/// How a user stops us managing packages / services on a host where we cannot: the resources
+/// name this remedy in their error, the roles (which know the inventory's variables) supply it.
+pub const PACKAGES_OPT_OUT: &str = "set netdump_manage_packages: false for the host";
+pub const SERVICES_OPT_OUT: &str = "set netdump_manage_services: false for the host";
+
 /// A list of resources for one host, in converge order.
 pub type Resources = Vec<Box<dyn Resource>>;
 

@@ -90,6 +90,7 @@ pub fn resources(
     let mut r: Resources = Vec::new();
     if s.manage_packages {
         r.push(Box::new(Package {
+            opt_out: super::PACKAGES_OPT_OUT,
             name: "netdump".into(),
             manager: facts.pkg,
         }));
@@ -134,6 +135,7 @@ pub fn resources(
     r.extend(sysrq(s, facts, templates)?);
     if s.manage_services {
         r.push(Box::new(Service {
+            opt_out: super::SERVICES_OPT_OUT,
             name: "netdump".into(),
             init: facts.init,
             enabled: Some(true),

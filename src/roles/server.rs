@@ -125,6 +125,7 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
 
     if s.receiver == ReceiverMode::Package && s.manage_packages {
         r.push(Box::new(Package {
+            opt_out: super::PACKAGES_OPT_OUT,
             name: "netdump-server".into(),
             manager: i.facts.pkg,
         }));
@@ -211,6 +212,7 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
         r.push(Box::new(f));
         if s.manage_services {
             r.push(Box::new(Service {
+                opt_out: super::SERVICES_OPT_OUT,
                 name: i.facts.ssh_service.clone(),
                 init: i.facts.init,
                 enabled: None,
@@ -251,6 +253,7 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
                 let unit_id = crate::resources::Resource::id(&unit_file);
                 r.push(Box::new(unit_file));
                 r.push(Box::new(Service {
+                    opt_out: super::SERVICES_OPT_OUT,
                     name: RECEIVER_SERVICE.into(),
                     init: i.facts.init,
                     enabled: Some(true),
@@ -283,6 +286,7 @@ pub fn resources(i: ServerInputs<'_>) -> Result<Resources, RoleError> {
             r.push(Box::new(conf_file));
             if s.manage_services {
                 r.push(Box::new(Service {
+                    opt_out: super::SERVICES_OPT_OUT,
                     name: "netdump-server".into(),
                     init: i.facts.init,
                     enabled: Some(true),
