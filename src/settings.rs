@@ -595,252 +595,12 @@ pub fn resolve(inv: &Inventory, password: PasswordInput) -> Result<FleetSettings
         inv,
         errors: Vec::new(),
     };
-
-    // Connection targets, and no two inventory hosts on the same address:port.
-    let mut targets = IndexMap::new();
-    let mut seen: HashMap<(String, u16), String> = HashMap::new();
-    for h in inv.hosts() {
-        let t = Target::from(match inv.try_connection(&h.name) {
-            Ok(c) => c,
-            Err(e) => {
-                cx.err(&h.name, &e.variable, e.message);
-                inv.connection(&h.name)
-            }
-        });
-        if !is_token(&t.address) {
-            cx.err(
-                &h.name,
-                "ansible_host",
-                format!(
-                    "expected a host name or address (no spaces, quotes or leading '-'), got {:?}",
-                    t.address
-                ),
-            );
-        }
-        let key = (t.address.to_ascii_lowercase(), t.port);
-        if let Some(first) = seen.get(&key) {
-            cx.err(
-                &h.name,
-                "ansible_host",
-                format!(
-                    "address {}:{} is also used by host {first}; each inventory host must be a different machine (set ansible_host/ansible_port)",
-                    t.address, t.port
-                ),
-            );
-        } else {
-            seen.insert(key, h.name.clone());
-        }
-        targets.insert(h.name.clone(), t);
-    }
-
-    // Unknown netdump_* variables, and type checks of every known one on every host.
-    let known: Vec<&str> = known_variables().collect();
-    for h in inv.hosts() {
-        for var in h.vars.keys() {
-            if !var.starts_with("netdump_") {
-                continue;
-            }
-            if known.contains(&var) {
-                cx.get(&h.name, var);
-            } else {
-                let close = coerce::close_matches(var, known.iter().copied());
-                let hint = match close.first() {
-                    Some(c) => format!("; did you mean {c}?"),
-                    None => {
-                        "; see inventories/example.yaml for the supported variables".to_string()
-                    }
-                };
-                cx.err(&h.name, var, format!("unknown netdump variable{hint}"));
-            }
-        }
-    }
-
-    let server_hosts = inv.group_hosts(SERVER_GROUP);
-    let client_hosts = inv.group_hosts(CLIENT_GROUP);
-    for h in &server_hosts {
-        if client_hosts.contains(h) {
-            cx.err(
-                h,
-                "",
-                format!("is in both {SERVER_GROUP} and {CLIENT_GROUP}; a host is either a dump server or a client"),
-            );
-        }
-    }
-
-    // Servers.
-    let mut servers = IndexMap::new();
-    for h in server_hosts.iter().filter(|h| !client_hosts.contains(h)) {
-        let address = cx.string(h, "netdump_server_address").unwrap_or_else(|| {
-            targets
-                .get(h)
-                .map_or_else(|| h.clone(), |t| t.address.clone())
-        });
-        let pw = match (&password.plaintext, cx.string(h, "netdump_password_hash")) {
-            (Some(p), _) if p.is_empty() => {
-                cx.err(h, "--password-file", "the netdump password is empty".into());
-                PasswordSpec::Unset
-            }
-            (Some(p), _) => PasswordSpec::Plain(p.clone()),
-            (None, Some(hash)) => PasswordSpec::Hash(Secret::new(hash)),
-            (None, None) => PasswordSpec::Unset,
-        };
-        let receiver = match cx.string(h, "netdump_receiver").as_deref() {
-            Some("package") => ReceiverMode::Package,
-            Some("none") => ReceiverMode::None,
-            _ => ReceiverMode::Embedded,
-        };
-        let s = ServerSettings {
-            host: h.clone(),
-            address,
-            port: cx.u16(h, "netdump_port", DEFAULT_PORT),
-            dump_dir: cx
-                .string(h, "netdump_dump_dir")
-                .unwrap_or_else(|| DEFAULT_DUMP_DIR.to_string()),
-            password: pw,
-            receiver,
-            concurrent_dumps: cx.u32(h, "netdump_concurrent_dumps", DEFAULT_CONCURRENT_DUMPS),
-            secure: cx.bool(h, "netdump_secure", true),
-            space_check: cx.bool(h, "netdump_space_check", true),
-            min_free: cx.u64(h, "netdump_min_free", DEFAULT_MIN_FREE),
-            keep_dumps: cx.u32(h, "netdump_keep_dumps", DEFAULT_KEEP_DUMPS),
-            max_total: cx.u64(h, "netdump_max_total", 0),
-            legacy_key_types: false, // decided below, once the clients are known
-            uid: cx.u32(h, "netdump_uid", DEFAULT_UID),
-            manage_packages: cx.bool(h, "netdump_manage_packages", true),
-            manage_services: cx.bool(h, "netdump_manage_services", true),
-        };
-        servers.insert(h.clone(), s);
-    }
-
-    // Clients.
-    let mut clients = IndexMap::new();
-    for h in client_hosts.iter().filter(|h| !server_hosts.contains(h)) {
-        let server = match cx.string(h, "netdump_server") {
-            Some(name) if servers.contains_key(&name) => Some(name),
-            Some(name) => {
-                let msg = if inv.host(&name).is_some() {
-                    format!(
-                        "host {name} is not in group {SERVER_GROUP}; add it there or name another server"
-                    )
-                } else {
-                    let close = coerce::close_matches(&name, servers.keys().map(String::as_str));
-                    match close.first() {
-                        Some(c) => format!("no server named {name:?}; did you mean {c}?"),
-                        None => format!(
-                            "no server named {name:?}; servers are: {}",
-                            servers.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    }
-                };
-                cx.err(h, "netdump_server", msg);
-                None
-            }
-            None => match servers.len() {
-                1 => servers.keys().next().cloned(),
-                0 => {
-                    cx.err(
-                        h,
-                        "",
-                        format!("no dump server: add a host to group {SERVER_GROUP}"),
-                    );
-                    None
-                }
-                _ => {
-                    cx.err(
-                        h,
-                        "netdump_server",
-                        format!(
-                            "not set and there are several servers ({}); set netdump_server to one of them",
-                            servers.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    );
-                    None
-                }
-            },
-        };
-        let flavor = match cx.string(h, "netdump_client_flavor").as_deref() {
-            Some("netdump") => ClientFlavor::Netdump,
-            Some("kdump") => ClientFlavor::Kdump,
-            _ => ClientFlavor::Auto,
-        };
-        let sysconfig = NetdumpSysconfig {
-            netdumpport: cx.opt_u16(h, "netdump_netdumpport"),
-            netdumpmacaddr: cx.string(h, "netdump_netdumpmacaddr"),
-            netdumpkeyexchange: cx.string(h, "netdump_netdumpkeyexchange"),
-            localport: cx.opt_u16(h, "netdump_localport"),
-            netlogaddr: cx.string(h, "netdump_netlogaddr"),
-            netlogport: cx.opt_u16(h, "netdump_netlogport"),
-            netlogmacaddr: cx.string(h, "netdump_netlogmacaddr"),
-            syslogaddr: cx.string(h, "netdump_syslogaddr"),
-            syslogport: cx.opt_u16(h, "netdump_syslogport"),
-            syslogmacaddr: cx.string(h, "netdump_syslogmacaddr"),
-            idletimeout: cx.opt_u32(h, "netdump_idletimeout"),
-            mhz: cx.opt_u32(h, "netdump_mhz"),
-        };
-        let key_type = match cx.string(h, "netdump_key_type").as_deref() {
-            Some("ed25519") => KeyType::Ed25519,
-            Some("rsa") => KeyType::Rsa,
-            Some("dsa") => KeyType::Dsa,
-            _ => KeyType::Auto,
-        };
-        let dev = cx.string(h, "netdump_dev");
-        let sysrq = cx.u32(h, "netdump_sysrq", DEFAULT_SYSRQ);
-        let manage_packages = cx.bool(h, "netdump_manage_packages", true);
-        let manage_services = cx.bool(h, "netdump_manage_services", true);
-        let own_address = cx.string(h, "netdump_server_address");
-        let core_collector = cx
-            .string(h, "netdump_kdump_core_collector")
-            .unwrap_or_else(|| DEFAULT_CORE_COLLECTOR.to_string());
-        let crashkernel = cx
-            .string(h, "netdump_crashkernel")
-            .unwrap_or_else(|| DEFAULT_CRASHKERNEL.to_string());
-        let ssh_key = cx.string(h, "netdump_kdump_ssh_key");
-        let netconsole = cx.bool(h, "netdump_netconsole", true);
-        let netconsole_extended = cx.bool(h, "netdump_netconsole_extended", true);
-        let netconsole_port = cx.opt_u16(h, "netdump_netconsole_port");
-        let Some(server) = server else { continue };
-        let srv = &servers[&server];
-        clients.insert(
-            h.clone(),
-            ClientSettings {
-                host: h.clone(),
-                flavor,
-                server: server.clone(),
-                server_address: own_address.unwrap_or_else(|| srv.address.clone()),
-                port: srv.port,
-                dump_dir: srv.dump_dir.clone(),
-                dev,
-                sysconfig,
-                sysrq,
-                kdump: KdumpSettings {
-                    core_collector,
-                    crashkernel,
-                    ssh_key,
-                    netconsole,
-                    netconsole_extended,
-                    netconsole_port: netconsole_port.unwrap_or(srv.port),
-                },
-                manage_packages,
-                manage_services,
-                key_type,
-            },
-        );
-    }
-
-    // netdump_legacy_key_types: explicit value, else `auto` = true when any client of the
-    // server may be a netdump client (flavor netdump, or auto which can resolve to netdump).
-    let names: Vec<String> = servers.keys().cloned().collect();
-    for name in names {
-        let auto = clients.values().any(|c| {
-            c.server == name && matches!(c.flavor, ClientFlavor::Netdump | ClientFlavor::Auto)
-        });
-        let v = match cx.get(&name, "netdump_legacy_key_types") {
-            Some(Parsed::B(Some(b))) => b,
-            _ => auto,
-        };
-        servers[&name].legacy_key_types = v;
-    }
-
+    let targets = cx.targets();
+    cx.check_netdump_variables();
+    let (server_hosts, client_hosts) = cx.roles();
+    let mut servers = cx.servers(&server_hosts, &client_hosts, &targets, &password);
+    let clients = cx.clients(&client_hosts, &server_hosts, &servers);
+    cx.legacy_key_types(&mut servers, &clients);
     if cx.errors.is_empty() {
         Ok(FleetSettings {
             targets,
@@ -849,6 +609,286 @@ pub fn resolve(inv: &Inventory, password: PasswordInput) -> Result<FleetSettings
         })
     } else {
         Err(SettingsErrors(dedup(cx.errors)))
+    }
+}
+
+impl Resolver<'_> {
+    /// Connection targets, and no two inventory hosts on the same address:port.
+    fn targets(&mut self) -> IndexMap<String, Target> {
+        let mut targets = IndexMap::new();
+        let mut seen: HashMap<(String, u16), String> = HashMap::new();
+        for h in self.inv.hosts() {
+            let t = Target::from(match self.inv.try_connection(&h.name) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.err(&h.name, &e.variable, e.message);
+                    self.inv.connection(&h.name)
+                }
+            });
+            if !is_token(&t.address) {
+                self.err(
+                    &h.name,
+                    "ansible_host",
+                    format!(
+                        "expected a host name or address (no spaces, quotes or leading '-'), got {:?}",
+                        t.address
+                    ),
+                );
+            }
+            let key = (t.address.to_ascii_lowercase(), t.port);
+            if let Some(first) = seen.get(&key) {
+                self.err(
+                    &h.name,
+                    "ansible_host",
+                    format!(
+                        "address {}:{} is also used by host {first}; each inventory host must be a different machine (set ansible_host/ansible_port)",
+                        t.address, t.port
+                    ),
+                );
+            } else {
+                seen.insert(key, h.name.clone());
+            }
+            targets.insert(h.name.clone(), t);
+        }
+        targets
+    }
+
+    /// Unknown netdump_* variables, and type checks of every known one on every host.
+    fn check_netdump_variables(&mut self) {
+        let known: Vec<&str> = known_variables().collect();
+        for h in self.inv.hosts() {
+            for var in h.vars.keys() {
+                if !var.starts_with("netdump_") {
+                    continue;
+                }
+                if known.contains(&var) {
+                    self.get(&h.name, var);
+                } else {
+                    let close = coerce::close_matches(var, known.iter().copied());
+                    let hint = match close.first() {
+                        Some(c) => format!("; did you mean {c}?"),
+                        None => {
+                            "; see inventories/example.yaml for the supported variables".to_string()
+                        }
+                    };
+                    self.err(&h.name, var, format!("unknown netdump variable{hint}"));
+                }
+            }
+        }
+    }
+
+    /// The hosts of the server and client groups; a host in both is an error.
+    fn roles(&mut self) -> (Vec<String>, Vec<String>) {
+        let server_hosts = self.inv.group_hosts(SERVER_GROUP);
+        let client_hosts = self.inv.group_hosts(CLIENT_GROUP);
+        for h in &server_hosts {
+            if client_hosts.contains(h) {
+                self.err(
+                    h,
+                    "",
+                    format!("is in both {SERVER_GROUP} and {CLIENT_GROUP}; a host is either a dump server or a client"),
+                );
+            }
+        }
+        (server_hosts, client_hosts)
+    }
+
+    /// Each server's settings (a host in both groups is neither).
+    fn servers(
+        &mut self,
+        server_hosts: &[String],
+        client_hosts: &[String],
+        targets: &IndexMap<String, Target>,
+        password: &PasswordInput,
+    ) -> IndexMap<String, ServerSettings> {
+        let mut servers = IndexMap::new();
+        for h in server_hosts.iter().filter(|h| !client_hosts.contains(h)) {
+            let address = self.string(h, "netdump_server_address").unwrap_or_else(|| {
+                targets
+                    .get(h)
+                    .map_or_else(|| h.clone(), |t| t.address.clone())
+            });
+            let pw = match (&password.plaintext, self.string(h, "netdump_password_hash")) {
+                (Some(p), _) if p.is_empty() => {
+                    self.err(h, "--password-file", "the netdump password is empty".into());
+                    PasswordSpec::Unset
+                }
+                (Some(p), _) => PasswordSpec::Plain(p.clone()),
+                (None, Some(hash)) => PasswordSpec::Hash(Secret::new(hash)),
+                (None, None) => PasswordSpec::Unset,
+            };
+            let receiver = match self.string(h, "netdump_receiver").as_deref() {
+                Some("package") => ReceiverMode::Package,
+                Some("none") => ReceiverMode::None,
+                _ => ReceiverMode::Embedded,
+            };
+            let s = ServerSettings {
+                host: h.clone(),
+                address,
+                port: self.u16(h, "netdump_port", DEFAULT_PORT),
+                dump_dir: self
+                    .string(h, "netdump_dump_dir")
+                    .unwrap_or_else(|| DEFAULT_DUMP_DIR.to_string()),
+                password: pw,
+                receiver,
+                concurrent_dumps: self.u32(h, "netdump_concurrent_dumps", DEFAULT_CONCURRENT_DUMPS),
+                secure: self.bool(h, "netdump_secure", true),
+                space_check: self.bool(h, "netdump_space_check", true),
+                min_free: self.u64(h, "netdump_min_free", DEFAULT_MIN_FREE),
+                keep_dumps: self.u32(h, "netdump_keep_dumps", DEFAULT_KEEP_DUMPS),
+                max_total: self.u64(h, "netdump_max_total", 0),
+                legacy_key_types: false, // decided below, once the clients are known
+                uid: self.u32(h, "netdump_uid", DEFAULT_UID),
+                manage_packages: self.bool(h, "netdump_manage_packages", true),
+                manage_services: self.bool(h, "netdump_manage_services", true),
+            };
+            servers.insert(h.clone(), s);
+        }
+        servers
+    }
+
+    /// Each client's settings, with its server's address, port and dump directory.
+    fn clients(
+        &mut self,
+        client_hosts: &[String],
+        server_hosts: &[String],
+        servers: &IndexMap<String, ServerSettings>,
+    ) -> IndexMap<String, ClientSettings> {
+        let mut clients = IndexMap::new();
+        for h in client_hosts.iter().filter(|h| !server_hosts.contains(h)) {
+            let server = match self.string(h, "netdump_server") {
+                Some(name) if servers.contains_key(&name) => Some(name),
+                Some(name) => {
+                    let msg = if self.inv.host(&name).is_some() {
+                        format!(
+                            "host {name} is not in group {SERVER_GROUP}; add it there or name another server"
+                        )
+                    } else {
+                        let close =
+                            coerce::close_matches(&name, servers.keys().map(String::as_str));
+                        match close.first() {
+                            Some(c) => format!("no server named {name:?}; did you mean {c}?"),
+                            None => format!(
+                                "no server named {name:?}; servers are: {}",
+                                servers.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        }
+                    };
+                    self.err(h, "netdump_server", msg);
+                    None
+                }
+                None => match servers.len() {
+                    1 => servers.keys().next().cloned(),
+                    0 => {
+                        self.err(
+                            h,
+                            "",
+                            format!("no dump server: add a host to group {SERVER_GROUP}"),
+                        );
+                        None
+                    }
+                    _ => {
+                        self.err(
+                            h,
+                            "netdump_server",
+                            format!(
+                                "not set and there are several servers ({}); set netdump_server to one of them",
+                                servers.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                        None
+                    }
+                },
+            };
+            let flavor = match self.string(h, "netdump_client_flavor").as_deref() {
+                Some("netdump") => ClientFlavor::Netdump,
+                Some("kdump") => ClientFlavor::Kdump,
+                _ => ClientFlavor::Auto,
+            };
+            let sysconfig = NetdumpSysconfig {
+                netdumpport: self.opt_u16(h, "netdump_netdumpport"),
+                netdumpmacaddr: self.string(h, "netdump_netdumpmacaddr"),
+                netdumpkeyexchange: self.string(h, "netdump_netdumpkeyexchange"),
+                localport: self.opt_u16(h, "netdump_localport"),
+                netlogaddr: self.string(h, "netdump_netlogaddr"),
+                netlogport: self.opt_u16(h, "netdump_netlogport"),
+                netlogmacaddr: self.string(h, "netdump_netlogmacaddr"),
+                syslogaddr: self.string(h, "netdump_syslogaddr"),
+                syslogport: self.opt_u16(h, "netdump_syslogport"),
+                syslogmacaddr: self.string(h, "netdump_syslogmacaddr"),
+                idletimeout: self.opt_u32(h, "netdump_idletimeout"),
+                mhz: self.opt_u32(h, "netdump_mhz"),
+            };
+            let key_type = match self.string(h, "netdump_key_type").as_deref() {
+                Some("ed25519") => KeyType::Ed25519,
+                Some("rsa") => KeyType::Rsa,
+                Some("dsa") => KeyType::Dsa,
+                _ => KeyType::Auto,
+            };
+            let dev = self.string(h, "netdump_dev");
+            let sysrq = self.u32(h, "netdump_sysrq", DEFAULT_SYSRQ);
+            let manage_packages = self.bool(h, "netdump_manage_packages", true);
+            let manage_services = self.bool(h, "netdump_manage_services", true);
+            let own_address = self.string(h, "netdump_server_address");
+            let core_collector = self
+                .string(h, "netdump_kdump_core_collector")
+                .unwrap_or_else(|| DEFAULT_CORE_COLLECTOR.to_string());
+            let crashkernel = self
+                .string(h, "netdump_crashkernel")
+                .unwrap_or_else(|| DEFAULT_CRASHKERNEL.to_string());
+            let ssh_key = self.string(h, "netdump_kdump_ssh_key");
+            let netconsole = self.bool(h, "netdump_netconsole", true);
+            let netconsole_extended = self.bool(h, "netdump_netconsole_extended", true);
+            let netconsole_port = self.opt_u16(h, "netdump_netconsole_port");
+            let Some(server) = server else { continue };
+            let srv = &servers[&server];
+            clients.insert(
+                h.clone(),
+                ClientSettings {
+                    host: h.clone(),
+                    flavor,
+                    server: server.clone(),
+                    server_address: own_address.unwrap_or_else(|| srv.address.clone()),
+                    port: srv.port,
+                    dump_dir: srv.dump_dir.clone(),
+                    dev,
+                    sysconfig,
+                    sysrq,
+                    kdump: KdumpSettings {
+                        core_collector,
+                        crashkernel,
+                        ssh_key,
+                        netconsole,
+                        netconsole_extended,
+                        netconsole_port: netconsole_port.unwrap_or(srv.port),
+                    },
+                    manage_packages,
+                    manage_services,
+                    key_type,
+                },
+            );
+        }
+        clients
+    }
+
+    /// `netdump_legacy_key_types`: explicit value, else `auto` = true when any client of the
+    /// server may be a netdump client (flavor netdump, or auto which can resolve to netdump).
+    fn legacy_key_types(
+        &mut self,
+        servers: &mut IndexMap<String, ServerSettings>,
+        clients: &IndexMap<String, ClientSettings>,
+    ) {
+        let names: Vec<String> = servers.keys().cloned().collect();
+        for name in names {
+            let auto = clients.values().any(|c| {
+                c.server == name && matches!(c.flavor, ClientFlavor::Netdump | ClientFlavor::Auto)
+            });
+            let v = match self.get(&name, "netdump_legacy_key_types") {
+                Some(Parsed::B(Some(b))) => b,
+                _ => auto,
+            };
+            servers[&name].legacy_key_types = v;
+        }
     }
 }
 
