@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use netdump_provision::receiver::netconsole::{Collector, Limits};
+use netdump_proto::netconsole::{Collector, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let mut c = Collector::new(Limits {

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netdump_provision::receiver::store::parse_magic;
-use netdump_provision::receiver::wire::{self, Datagram, Reply, Request, StartInfo};
+use netdump_receiver::store::parse_magic;
+use netdump_proto::wire::{self, Datagram, Reply, Request, StartInfo};
 
 fuzz_target!(|data: &[u8]| {
     if let Datagram::Netdump(r) = wire::classify(data) {

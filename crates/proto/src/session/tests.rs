@@ -714,7 +714,7 @@ mod prop {
     use proptest::prelude::*;
 
     proptest! {
-        // Regression seeds live beside this file (src/receiver/session/tests.proptest-regressions).
+        // Regression seeds live beside this file (crates/proto/src/session/tests.proptest-regressions).
         #![proptest_config(ProptestConfig {
             cases: 256,
             failure_persistence: Some(Box::new(
