@@ -256,7 +256,7 @@ const SECRET_VARS: &[&str] = &[
 
 fn init_tracing(verbose: u8, json: bool) {
     let default = match verbose {
-        0 => "warn,netdump_provision=info",
+        0 => "warn,netdump_provision=info,netdump_receiver=info",
         1 => "info",
         _ => "debug",
     };
