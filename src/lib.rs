@@ -25,3 +25,4 @@ pub mod templates;
 pub mod testing;
 pub mod triage;
 pub mod triage_cmd;
+pub mod verify;
