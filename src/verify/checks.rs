@@ -209,7 +209,10 @@ fn kdump_armed(i: &ClientInput<'_>) -> CheckResult {
     // kdump-tools prints "current state: ready to kdump" when armed; kdumpctl exits 0 with
     // "Kdump is operational".
     let status_ok = match tool {
-        Some("kdump-config") => text.contains("ready to kdump"),
+        Some("kdump-config") => {
+            let t = text.to_ascii_lowercase();
+            t.contains("ready to kdump") && !t.contains("not ready")
+        }
         Some("kdumpctl") => rc == Some(0) && text.to_ascii_lowercase().contains("operational"),
         _ => false,
     };
@@ -914,6 +917,13 @@ mod tests {
         let mut unloaded = o.clone();
         unloaded.facts.kexec_crash_loaded = Some(false);
         assert_eq!(failed(&run(&unloaded, &p, seen.clone())), [KDUMP_ARMED]);
+        // kdump-tools' own verdict counts too ("Not ready to kdump" contains "ready to kdump").
+        let mut not_ready = o.clone();
+        not_ready.f = crate::verify::observe::Fields::parse(&format!(
+            "vf_memtotal_kb=4000000\nvf_kdump_tool=kdump-config\nvf_kdump_text=current state   : Not ready to kdump\nvf_mtime_deb_initrd=1\nvf_nc_conf={}\n",
+            o.f.get("nc_conf").unwrap()
+        ));
+        assert_eq!(failed(&run(&not_ready, &p, seen.clone())), [KDUMP_ARMED]);
         // Wrong MAC.
         let wrong_mac = obs("")
             .f
