@@ -86,7 +86,7 @@ fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 
 /// Starts the receiver apply installed, inside the server, as root dropping to netdump.
 fn start_receiver(srv: &NsHost) -> Child {
-    let child = srv
+    let mut child = srv
         .command("/usr/local/sbin/netdump-provision")
         .args([
             "receiver",
@@ -109,6 +109,8 @@ fn start_receiver(srv: &NsHost) -> Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the receiver did not bind UDP 6666 on srv");
 }
 
