@@ -2,25 +2,22 @@
 //! two kdump clients set up by `provision apply`; verify passes; then each link is broken in
 //! turn and verify must fail on exactly that check of exactly that host, and nothing else.
 //!
-//! What a namespace host cannot have, and how it is simulated here (said again where done):
-//! - the kernel is the machine's, which has no kexec: each client gets a /sys/kernel of plain
-//!   files (`kexec_crash_loaded`, `kexec_crash_size`) in its own mount namespace, and a
-//!   `kdump-config` that answers `status` from that file as kdump-tools does; the capture
-//!   initrd is an empty file where kdump-tools keeps it.
-//! - netconsole cannot be loaded per namespace: each client runs a forwarder that reads the
-//!   (machine's) /dev/kmsg and sends this client's verify markers by UDP from the client's own
-//!   address to the receiver — /dev/kmsg records have extended netconsole's format, so the real
-//!   receiver sees what netconsole would send. The marker itself is written by verify into
-//!   /dev/kmsg for real.
-//! - no systemd: the receiver apply installed is started by hand, as user netdump would run it.
+//! What a namespace host cannot have (kdump loaded in its kernel, its own netconsole, systemd)
+//! is SIMULATED as tests/support/kdump_sim.rs describes: a /sys/kernel of plain files and a
+//! `kdump-config` reading it, a /dev/kmsg → UDP forwarder standing in for extended netconsole,
+//! and the installed receiver started by hand. Everything else is real: apply, sshd, the sink,
+//! the receiver, the marker written into the kernel log, the route and neighbour tables.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 
-use support::nshost::{Fleet, NsHost, require_root_tools, show};
+use support::kdump_sim::{
+    Kill, include_sshd_dropin, simulate_kdump, start_forwarder, start_receiver,
+};
+use support::nshost::{Fleet, require_root_tools, show};
 
 const CLIENTS: [&str; 2] = ["k1", "k2"];
 
@@ -84,84 +81,12 @@ fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Starts the receiver apply installed, inside the server, as root dropping to netdump.
-fn start_receiver(srv: &NsHost) -> Child {
-    let mut child = srv
-        .command("/usr/local/sbin/netdump-provision")
-        .args([
-            "receiver",
-            "--listen",
-            "[::]:6666",
-            "--dump-dir",
-            "/var/crash",
-            "--user",
-            "netdump",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the receiver");
-    // Bound once /proc/net/udp6 shows the port.
-    for _ in 0..200 {
-        if srv.exec_ok("cat /proc/net/udp6").contains(":1A0A ") {
-            return child;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the receiver did not bind UDP 6666 on srv");
-}
-
-/// SIMULATION (see the file's docs): what a kernel with kdump loaded shows, in this client's
-/// own mount namespace only.
-fn simulate_kdump(h: &NsHost) {
-    h.exec_ok(
-        "mount -t tmpfs -o size=1m,mode=0755 tmpfs /sys/kernel && \
-         echo 1 > /sys/kernel/kexec_crash_loaded && echo 268435456 > /sys/kernel/kexec_crash_size && \
-         mkdir -p /var/lib/kdump && : > /var/lib/kdump/initrd.img-$(uname -r) && \
-         printf '%s\\n' '#!/bin/sh' \
-           '# SIMULATION for tests/verify_fleet.rs: kdump-tools answers status from the kernel.' \
-           '[ \"$1\" = status ] || exit 1' \
-           'if [ \"$(cat /sys/kernel/kexec_crash_loaded)\" = 1 ]; then echo \"current state   : ready to kdump\"; else echo \"current state   : Not ready to kdump\"; fi' \
-           > /usr/sbin/kdump-config && chmod 0755 /usr/sbin/kdump-config",
-    );
-}
-
-/// SIMULATION (see the file's docs): this client's verify markers, from the kernel log to the
-/// receiver, from the client's own address, as extended netconsole would send them.
-fn start_forwarder(h: &NsHost, server: &str) -> Child {
-    let script = format!(
-        "exec 3>/dev/udp/{server}/6666; exec grep --line-buffered -E 'netdump-provision-verify:[a-z]+:{}$' /dev/kmsg >&3",
-        h.name
-    );
-    h.command("bash")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the netconsole forwarder")
-}
-
 fn boot_ids(fleet: &Fleet) -> Vec<String> {
     fleet
         .hosts()
         .iter()
         .map(|h| h.exec_ok("cat /proc/sys/kernel/random/boot_id"))
         .collect()
-}
-
-struct Kill(Vec<Child>);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 #[test]
@@ -182,15 +107,8 @@ fn verify_passes_after_apply_and_names_each_broken_link() {
         .expect("run provision apply");
     assert_eq!(applied.status.code(), Some(0), "{}", show(&applied));
 
-    // The server's sshd reads the drop-in apply wrote, as a distribution's sshd_config does
-    // (StrictModes stays off: the fleet's own root key file lives under /tmp).
     let srv = fleet.host("srv");
-    let cfg = srv.dir.join("sshd_config");
-    let text = std::fs::read_to_string(&cfg).unwrap()
-        + "Include /etc/ssh/sshd_config.d/netdump-provision.conf\n";
-    std::fs::write(&cfg, text).unwrap();
-    srv.stop();
-    srv.start_sshd();
+    include_sshd_dropin(srv);
     let mut procs = Kill(vec![start_receiver(srv)]);
     for c in CLIENTS {
         simulate_kdump(fleet.host(c));

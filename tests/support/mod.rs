@@ -1,6 +1,7 @@
 //! Shared test fixtures. Every integration test binary compiles all of them and uses a part.
 #![allow(dead_code)]
 
+pub mod kdump_sim;
 pub mod nshost;
 pub mod storm;
 
