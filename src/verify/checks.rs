@@ -847,7 +847,7 @@ fn retention(i: &ServerInput<'_>) -> CheckResult {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::verify::observe::{ClientObs, PathObs, ServerObs};
 
@@ -1084,7 +1084,7 @@ mod tests {
         );
     }
 
-    fn server() -> ServerSettings {
+    pub fn server() -> ServerSettings {
         ServerSettings {
             host: "srv".into(),
             address: "198.18.0.10".into(),

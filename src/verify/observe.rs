@@ -234,11 +234,13 @@ pub fn server_script(s: &crate::settings::ServerSettings) -> String {
          if [ -x \"$sshd_bin\" ]; then t=$(\"$sshd_bin\" -t 2>&1); echo \"vf_sshd_t_rc=$?\"; echo \"vf_sshd_t=$(printf '%s' \"$t\" | {ONE_LINE})\"; \
          echo \"vf_forcecommand=$(\"$sshd_bin\" -T -C user={user},host=verify.invalid,addr=127.0.0.1 2>/dev/null | awk 'tolower($1) == \"forcecommand\" {{ $1 = \"\"; print; exit }}' | head -c 1024)\"; fi\n\
          echo \"vf_dropin=$(grep -c '^Match User {user}$' {dropin} 2>/dev/null)\"\n\
-         sed -n 's/.*command=\"\\([^\"]*\\)\".* {tag}.*/\\1/p' {ak} 2>/dev/null | sed 's/ --client .*//' | sort -u | head -n 8 | head -c 4096 | sed 's/^/vf_key_command=/'\n\
+         sed -n 's/.*command=\"\\([^\"]*\\)\".* {raw_tag}.*/\\1/p' {ak} 2>/dev/null | sed 's/ --client .*//' | sort -u | head -n 8 | head -c 4096 | sed 's/^/vf_key_command=/'\n\
          echo \"vf_key_lines=$(grep -c {tag} {ak} 2>/dev/null)\"\n",
         user = crate::roles::NETDUMP_USER,
         dropin = sh_quote(crate::roles::SSHD_DROPIN),
         tag = sh_quote(crate::roles::KEY_TAG),
+        // A constant of letters, '-' and ':': safe inside the sed expression's single quotes.
+        raw_tag = crate::roles::KEY_TAG,
         ak = sh_quote(&format!("{dump}/.ssh/authorized_keys2")),
     ));
     crate::facts::probe_script_with(None, &extra)
@@ -666,6 +668,35 @@ mod tests {
         assert!(s.contains("'m'\\''x'"), "{s}");
         let r = marker_read_script("/var/crash/", &[("fd00::5".parse().unwrap(), "m".into())]);
         assert!(r.contains("/var/crash/console/fd00__5.log"), "{r}");
+    }
+
+    #[test]
+    fn server_script_reads_key_lines_and_space() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".ssh")).unwrap();
+        let mut s = crate::verify::checks::tests::server();
+        s.dump_dir = dir.path().display().to_string();
+        let sink = crate::roles::sink_command(&s);
+        let key = crate::roles::ClientKey {
+            client: "c1".into(),
+            from: Some("198.18.0.11".into()),
+            key: "ssh-ed25519 AAAA".into(),
+        };
+        std::fs::write(
+            dir.path().join(".ssh/authorized_keys2"),
+            format!("{}\nssh-rsa BBBB unmanaged\n", key.authorized_line(&sink)),
+        )
+        .unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(server_script(&s))
+            .output()
+            .unwrap();
+        let obs = ServerObs::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        assert_eq!(obs.f.all("key_command"), [sink]);
+        assert_eq!(obs.f.u64("key_lines"), Some(1));
+        let (total, avail) = obs.df().unwrap();
+        assert!(total > 0 && avail <= total);
     }
 
     #[test]
