@@ -15,11 +15,14 @@ use std::path::Path;
 use std::process::Output;
 
 use support::kdump_sim::{
-    Kill, include_sshd_dropin, simulate_kdump, start_forwarder, start_receiver,
+    Kill, include_sshd_dropin, simulate_kdump, simulate_netdump_service, start_forwarder,
+    start_receiver,
 };
 use support::nshost::{Fleet, require_root_tools, show};
 
 const CLIENTS: [&str; 2] = ["k1", "k2"];
+/// A legacy netdump client (its kernel module and init script simulated), netlog off.
+const NETDUMP_CLIENT: &str = "n1";
 
 fn inventory(fleet: &Fleet) -> String {
     let mut s = format!(
@@ -36,6 +39,10 @@ fn inventory(fleet: &Fleet) -> String {
             fleet.host(c).address
         ));
     }
+    s.push_str(&format!(
+        "        {NETDUMP_CLIENT}:\n          ansible_host: {}\n          netdump_client_flavor: netdump\n          netdump_netlogaddr: NONE\n",
+        fleet.host(NETDUMP_CLIENT).address
+    ));
     s
 }
 
@@ -96,6 +103,7 @@ fn verify_passes_after_apply_and_names_each_broken_link() {
     }
     let mut names = vec!["srv"];
     names.extend(CLIENTS);
+    names.push(NETDUMP_CLIENT);
     let fleet = Fleet::start(&names);
     let dir = tempfile::tempdir().unwrap();
     let inv = dir.path().join("inventory.yaml");
@@ -116,12 +124,23 @@ fn verify_passes_after_apply_and_names_each_broken_link() {
             .0
             .push(start_forwarder(fleet.host(c), &srv.address.to_string()));
     }
+    simulate_netdump_service(fleet.host(NETDUMP_CLIENT));
+    // The netdump client's dump is all of its RAM (the machine's, since namespace hosts share
+    // it), more than the default tmpfs (half of RAM) holds: give the server's /var/crash room
+    // for it. A tmpfs size is a limit; nothing is allocated.
+    let ram_kb: u64 = srv
+        .exec_ok("awk '/^MemTotal:/ {print $2}' /proc/meminfo")
+        .trim()
+        .parse()
+        .unwrap();
+    srv.exec_ok(&format!("mount -o remount,size={}k /var/crash", ram_kb * 2));
     let boot_before = boot_ids(&fleet);
 
     let (code, failed, out) = verify(&fleet, &inv);
     assert_eq!(failed, pairs(&[]), "{}", show(&out));
     assert_eq!(code, Some(0), "{}", show(&out));
-    // Every check of the issue ran: 5 for the server, 6 for each kdump client.
+    // Every check of the issue ran: 5 for the server, 6 for each kdump client, 3 for the
+    // netdump client (its netlog is off: no marker).
     let stdout = String::from_utf8_lossy(&out.stdout);
     for check in [
         "receiver",
@@ -135,6 +154,8 @@ fn verify_passes_after_apply_and_names_each_broken_link() {
         "ssh_path",
         "netconsole_mac",
         "netconsole_marker",
+        "netdump_service",
+        "netdump_config",
     ] {
         assert!(
             stdout.contains(&format!("\"check\":\"{check}\"")),
@@ -143,7 +164,7 @@ fn verify_passes_after_apply_and_names_each_broken_link() {
     }
     assert_eq!(
         stdout.lines().count(),
-        5 + 6 * CLIENTS.len() + 1,
+        5 + 6 * CLIENTS.len() + 3 + 1,
         "{stdout}"
     );
     // The recap counts two round trips per client and one observation + marker reads for the
@@ -210,11 +231,24 @@ fn verify_passes_after_apply_and_names_each_broken_link() {
     assert_eq!(code, Some(2));
     k1.exec_ok("echo 1 > /sys/kernel/kexec_crash_loaded");
 
+    // 5b. The netdump client's service stopped (SIMULATED init script, see kdump_sim.rs).
+    let n1 = fleet.host(NETDUMP_CLIENT);
+    n1.exec_ok(": > /run/netdump-simulated-down");
+    let (code, failed, out) = verify(&fleet, &inv);
+    assert_eq!(
+        failed,
+        pairs(&[("n1", "netdump_service")]),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(code, Some(2));
+    n1.exec_ok("rm /run/netdump-simulated-down");
+
     // Mended: all pass again.
     let (code, failed, out) = verify(&fleet, &inv);
     assert_eq!((code, failed), (Some(0), pairs(&[])), "{}", show(&out));
 
-    // 6. The server's host key changed (a reinstall): both clients' pinned key is stale, so
+    // 6. The server's host key changed (a reinstall): every client's pinned key is stale, so
     //    each client's ssh path fails, and nothing else. The controller trusts the new key.
     srv.regenerate_host_key();
     fleet.write_known_hosts();
@@ -222,7 +256,7 @@ fn verify_passes_after_apply_and_names_each_broken_link() {
     let (code, failed, out) = verify(&fleet, &inv);
     assert_eq!(
         failed,
-        pairs(&[("k1", "ssh_path"), ("k2", "ssh_path")]),
+        pairs(&[("k1", "ssh_path"), ("k2", "ssh_path"), ("n1", "ssh_path")]),
         "{}",
         show(&out)
     );

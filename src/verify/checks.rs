@@ -801,7 +801,7 @@ fn free_space(i: &ServerInput<'_>) -> CheckResult {
         FREE_SPACE,
         ok,
         detail,
-        "free space in the dump directory (old dumps), or lower netdump_keep_dumps / netdump_max_total so the sink deletes old dumps sooner",
+        "make room in the dump directory (delete old dumps or grow its filesystem), or lower netdump_keep_dumps / netdump_max_total so the sink deletes old dumps sooner",
     )
 }
 

@@ -69,6 +69,18 @@ pub fn simulate_kdump(h: &NsHost) {
     );
 }
 
+/// SIMULATION: the netdump client's init script (RHEL 3/4 `service netdump`), which a namespace
+/// host of a current distribution cannot run: `status` says stopped once
+/// `/run/netdump-simulated-down` exists.
+pub fn simulate_netdump_service(h: &NsHost) {
+    h.exec_ok(
+        "mkdir -p /etc/init.d && printf '%s\\n' '#!/bin/sh' \
+           '# SIMULATION for provision verify tests: the netdump client service.' \
+           '[ -e /run/netdump-simulated-down ] && exit 3' 'exit 0' \
+           > /etc/init.d/netdump && chmod 0755 /etc/init.d/netdump",
+    );
+}
+
 /// SIMULATION: this client's verify markers, from the kernel log to the receiver at `server`,
 /// from the client's own address, as extended netconsole would send them.
 pub fn start_forwarder(h: &NsHost, server: &str) -> Child {
