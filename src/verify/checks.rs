@@ -290,7 +290,7 @@ fn crashkernel(i: &ClientInput<'_>) -> CheckResult {
 
 fn capture_files(i: &ClientInput<'_>) -> CheckResult {
     let host = &i.settings.host;
-    let kernel = &i.obs.facts.kernel;
+    let kernel = &super::observe::clean(&i.obs.facts.kernel);
     if i.obs.facts.is_debian_like() {
         // Debian boots the capture kernel on the real root filesystem: keys and known_hosts
         // are read at dump time, so only the initrd for the running kernel must exist.
@@ -438,9 +438,11 @@ fn netconsole_mac(i: &ClientInput<'_>) -> CheckResult {
     let conf = i.obs.f.get("nc_conf").unwrap_or("");
     let target = parse_netconsole(conf);
     let route = i.obs.facts.route.as_ref();
-    let hop = route
-        .and_then(|r| r.via.clone())
-        .unwrap_or_else(|| i.settings.server_address.clone());
+    let hop = super::observe::clean(
+        &route
+            .and_then(|r| r.via.clone())
+            .unwrap_or_else(|| i.settings.server_address.clone()),
+    );
     let current = route.and_then(|r| r.mac.as_deref()).and_then(normalize_mac);
     let Some(t) = target else {
         return result(
@@ -1209,9 +1211,11 @@ mod prop {
                 ],
                 0..40,
             ),
+            kernel in "[^\n\r]{1,40}",
+            via in "[^\n\r \t]{1,20}",
         ) {
             let body = extra.join("\n");
-            let facts = "os_id=debian\nkernel=6\narch=x86_64\npkg=apt\ninit=none\nkexec_crash_loaded=1\nroute=10.0.0.1 dev e src 10.0.0.2\nprobe_end=1\n";
+            let facts = format!("os_id=debian\nkernel={kernel}\narch=x86_64\npkg=apt\ninit=none\nkexec_crash_loaded=1\nroute=10.0.0.1 via {via} dev e src 10.0.0.2\nprobe_end=1\n");
             let o = ClientObs::parse(&format!("{facts}{body}")).unwrap();
             let p = PathObs::parse(&body);
             let s = crate::roles::netdump_client::tests::client();
@@ -1220,7 +1224,7 @@ mod prop {
                 s.flavor = flavor;
                 let r = client_checks(&ClientInput { settings: &s, obs: &o, path: Ok(&p), marker: Marker::NotSeen { secs: 1, log: false }, key: "k".into() });
                 for c in &r {
-                    prop_assert!(!c.detail.contains('\n') && c.detail.len() < 4000);
+                    prop_assert!(!c.detail.chars().any(char::is_control) && c.detail.len() < 4000, "{c:?}");
                 }
             }
             let so = ServerObs::parse(&format!("{facts}{body}")).unwrap();

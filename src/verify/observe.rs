@@ -152,8 +152,7 @@ pub fn client_script(server_address: &str, paths: &ClientPaths<'_>) -> String {
     extra.push_str(
         "k=$(uname -r)\n\
          echo \"vf_mtime_deb_initrd=$(stat -L -c %Y -- \"/var/lib/kdump/initrd.img-$k\" 2>/dev/null)\"\n\
-         echo \"vf_mtime_rhel_initrd=$(stat -L -c %Y -- \"/boot/initramfs-${k}kdump.img\" 2>/dev/null)\"\n\
-         echo \"vf_mtime_kernel=$(stat -L -c %Y -- \"/boot/vmlinuz-$k\" 2>/dev/null)\"\n",
+         echo \"vf_mtime_rhel_initrd=$(stat -L -c %Y -- \"/boot/initramfs-${k}kdump.img\" 2>/dev/null)\"\n",
     );
     // netconsole: what the boot configuration says, whether it is loaded, live configfs targets.
     extra.push_str(&format!(
