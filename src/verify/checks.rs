@@ -623,6 +623,9 @@ pub struct ServerInput<'a> {
     pub client_facing: Vec<IpAddr>,
     /// Clients whose netconsole marker could not be checked because of this server.
     pub markers_unchecked: Vec<String>,
+    /// What the dump sink told its clients they may still write (the least of their `probe`
+    /// answers: free space above the reserve, capped by `netdump_max_total`).
+    pub sink_available: Option<u64>,
 }
 
 pub fn server_checks(i: &ServerInput<'_>) -> Vec<CheckResult> {
@@ -783,16 +786,23 @@ fn free_space(i: &ServerInput<'_>) -> CheckResult {
             "check that the dump directory exists: `provision apply`",
         );
     };
-    let usable = avail.saturating_sub(s.min_free);
+    let mut usable = avail.saturating_sub(s.min_free);
+    if let Some(q) = i.sink_available {
+        usable = usable.min(q);
+    }
     let largest = i.client_dumps.iter().max_by_key(|(_, b)| **b);
     let need = largest.map(|(_, b)| *b).unwrap_or(0);
     let ok = avail > s.min_free && usable >= need;
     let detail = format!(
-        "{} free of {} in {}; reserve (netdump_min_free) {}; largest expected dump {}",
+        "{} free of {} in {}; reserve (netdump_min_free) {}{}; largest expected dump {}",
         human_bytes(avail),
         human_bytes(total),
         s.dump_dir,
         human_bytes(s.min_free),
+        match i.sink_available {
+            Some(q) => format!("; the sink lets a client write {} more", human_bytes(q)),
+            None => String::new(),
+        },
         match largest {
             Some((c, b)) => format!("{} ({c})", human_bytes(*b)),
             None => "none (no client answered)".into(),
@@ -1129,6 +1139,7 @@ pub(crate) mod tests {
             client_dumps: dumps.iter().map(|(c, b)| (c.to_string(), *b)).collect(),
             client_facing: vec!["198.18.0.10".parse().unwrap()],
             markers_unchecked: vec![],
+            sink_available: None,
         })
     }
 
@@ -1153,6 +1164,19 @@ pub(crate) mod tests {
         assert!(failed(&srun(&down, &sha, &[])).contains(&RECEIVER));
         // Nearly full: 5 GiB free, 256 MiB reserve, an 8 GiB dump expected.
         assert_eq!(failed(&srun(&o, &sha, &[("c1", 8 << 30)])), [FREE_SPACE]);
+        // netdump_max_total nearly used up: the sink's own answer caps what fits.
+        let s = server();
+        let r = server_checks(&ServerInput {
+            settings: &s,
+            obs: &o,
+            controller_sha256: Ok(sha.clone()),
+            client_dumps: [("c1".to_string(), 1 << 30)].into(),
+            client_facing: vec![],
+            markers_unchecked: vec![],
+            sink_available: Some(100 << 20),
+        });
+        assert_eq!(failed(&r), [FREE_SPACE]);
+        assert!(r[3].detail.contains("100.0 MiB more"), "{r:?}");
         // Retention changed by hand on the server.
         let o2 = server_obs(
             "vf_key_command=/usr/local/sbin/netdump-provision dump-sink --dump-dir /var/crash --min-free 0 --keep-dumps 0 --max-total 0\n",
@@ -1229,7 +1253,7 @@ mod prop {
             }
             let so = ServerObs::parse(&format!("{facts}{body}")).unwrap();
             let srv = tests_server();
-            let r = server_checks(&ServerInput { settings: &srv, obs: &so, controller_sha256: Ok("ab".repeat(32)), client_dumps: Default::default(), client_facing: vec![], markers_unchecked: vec![] });
+            let r = server_checks(&ServerInput { settings: &srv, obs: &so, controller_sha256: Ok("ab".repeat(32)), client_dumps: Default::default(), client_facing: vec![], markers_unchecked: vec![], sink_available: Some(0) });
             prop_assert!(!r.is_empty());
             let _ = crate::verify::observe::parse_seen(&body, 3);
         }

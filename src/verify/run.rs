@@ -520,6 +520,15 @@ pub async fn verify(
                 client_dumps: dumps.remove(name).unwrap_or_default(),
                 client_facing: facing(name),
                 markers_unchecked: unchecked,
+                sink_available: fleet
+                    .clients
+                    .values()
+                    .filter(|c| &c.server == name)
+                    .filter_map(|c| match path_obs.get(&c.host) {
+                        Some((Ok(p), _)) => p.probe.as_ref().map(|p| p.available_bytes),
+                        _ => None,
+                    })
+                    .min(),
             }),
         );
     }
