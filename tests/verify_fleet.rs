@@ -244,6 +244,15 @@ fn verify_passes_after_apply_and_names_each_broken_link() {
     assert_eq!(code, Some(2));
     n1.exec_ok("rm /run/netdump-simulated-down");
 
+    // 5c. k2 unreachable (its link down, like a hung host): its `reachable` fails, exit 4,
+    //     and nothing else (the server's space check just has one client fewer to size).
+    let k2 = fleet.host("k2");
+    k2.set_link(false);
+    let (code, failed, out) = verify(&fleet, &inv);
+    k2.set_link(true);
+    assert_eq!(failed, pairs(&[("k2", "reachable")]), "{}", show(&out));
+    assert_eq!(code, Some(4), "{}", show(&out));
+
     // Mended: all pass again.
     let (code, failed, out) = verify(&fleet, &inv);
     assert_eq!((code, failed), (Some(0), pairs(&[])), "{}", show(&out));
