@@ -161,7 +161,9 @@ pub async fn verify(
     let mut observe_hosts: Vec<String> = fleet
         .targets
         .keys()
-        .filter(|h| sel.contains(h))
+        .filter(|h| {
+            sel.contains(h) && (fleet.clients.contains_key(*h) || fleet.servers.contains_key(*h))
+        })
         .cloned()
         .collect();
     for c in selected.iter().filter_map(|h| fleet.clients.get(h)) {
@@ -206,7 +208,15 @@ pub async fn verify(
                                 true,
                             )
                         }
-                        None => (observe::server_script(&fleet.servers[&host]), false),
+                        None => match fleet.servers.get(&host) {
+                            Some(s) => (observe::server_script(s), false),
+                            None => {
+                                return Err(Unreached {
+                                    transport: false,
+                                    detail: format!("{host}: neither a server nor a client"),
+                                });
+                            }
+                        },
                     };
                     let text = run_step(remote.as_ref(), "verify observe", script, timeout).await?;
                     let obs = if is_client {
