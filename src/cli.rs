@@ -47,6 +47,8 @@ pub enum Command {
     Triage(crate::triage_cmd::TriageArgs),
     /// What crashed across the fleet recently, grouped by crash signature (exit 3 if anything).
     Crashes(crate::crashes::CrashesArgs),
+    /// Prove, read-only, that every client's dump path works (exit 2 if a check failed).
+    Verify(crate::verify::VerifyArgs),
     /// The dump server's forced command for client keys (run by sshd, not by hand).
     #[command(hide = true)]
     DumpSink(crate::sink::SinkArgs),
@@ -342,6 +344,7 @@ pub fn main() -> i32 {
             Command::Lab(a) => crate::lab::run(a).await,
             Command::Triage(a) => crate::triage_cmd::run(a),
             Command::Crashes(a) => crate::crashes::run(a).await,
+            Command::Verify(a) => crate::verify::run(a).await,
         }
     });
     match result {

@@ -21,3 +21,4 @@ pub mod sink;
 pub mod ssh;
 pub mod templates;
 pub mod triage_cmd;
+pub mod verify;

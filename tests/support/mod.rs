@@ -1,6 +1,7 @@
 //! Harnesses of the `provision` integration tests (compiled once, into tests/main.rs). What
 //! other crates' tests share too lives in crates/test-support.
 
+pub mod kdump_sim;
 pub mod nshost;
 pub mod receiver_harness;
 pub mod receiver_process;
