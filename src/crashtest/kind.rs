@@ -589,3 +589,50 @@ mod tests {
         }
     }
 }
+
+/// The lab's real crashes (tests/fixtures/triage/lab/README.md): the kdump `dmesg.<stamp>` and
+/// the receiver's console crash record `log` that arrived for each kind test-crash provoked,
+/// triaged the way test-crash and triage on arrival do.
+#[cfg(test)]
+mod lab_fixtures {
+    use super::CrashKind;
+
+    /// (directory, kind provoked, exact title triage gives).
+    const CASES: &[(&str, CrashKind, &str)] = &[(
+        "hung-task",
+        CrashKind::HungTask,
+        "INFO: task hung in percpu_rwsem_wait",
+    )];
+
+    fn read(dir: &str, file: &str) -> String {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/triage/lab")
+            .join(dir)
+            .join(file);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn each_lab_crash_is_the_kind_it_was_provoked_as() {
+        for &(dir, kind, title) in CASES {
+            // The dump's kernel log, as test-crash's verify phase reads it.
+            let c = crate::crashtest::crash_summary(&read(dir, "dmesg.txt"), "")
+                .unwrap_or_else(|| panic!("{dir}: no crash in dmesg.txt"));
+            assert_eq!(c.title, title, "{dir}: dmesg.txt");
+            assert!(kind.matches(&c.title, &c.kind), "{dir}: {c:?}");
+            // The console crash record (receiver prefixes and all), as the receiver triages it
+            // when the record closes: the same crash, the same signature.
+            let reports = crate::triage::analyze(&read(dir, "console-record.log"));
+            let r = crate::triage::fatal(&reports)
+                .unwrap_or_else(|| panic!("{dir}: no crash in console-record.log"));
+            assert_eq!(r.title, title, "{dir}: console-record.log");
+            assert_eq!(r.kind, c.kind, "{dir}");
+            assert_eq!(r.signature, c.signature, "{dir}: one crash, one signature");
+            assert!(r.panicked, "{dir}");
+            // The lab's guest kernel (from the report or the dump log's boot banner).
+            let dmesg = crate::triage::analyze(&read(dir, "dmesg.txt"));
+            let kernel = crate::triage::fatal(&dmesg).and_then(|r| r.kernel.clone());
+            assert_eq!(kernel.as_deref(), Some("6.1.0-50-amd64"), "{dir}");
+        }
+    }
+}
