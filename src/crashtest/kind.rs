@@ -275,6 +275,9 @@ pub fn trigger_script(kind: CrashKind, method: Method) -> String {
     let sysctls = kind.sysctls(method);
     let mut s = String::from("set -e\n");
     let mut restore = String::new();
+    // The old values reach the detached shell as its positional parameters ($1, $2, ...):
+    // `systemd-run` starts it with a clean environment, so shell variables would not.
+    let mut old_args = String::new();
     for (i, (path, _)) in sysctls.iter().enumerate() {
         let p = sh_quote(&format!("/proc/sys/{path}"));
         s.push_str(&format!(
@@ -282,7 +285,8 @@ pub fn trigger_script(kind: CrashKind, method: Method) -> String {
              old{i}=$(cat {p})\n",
             name = path.replace('/', ".")
         ));
-        restore.push_str(&format!("echo $old{i} > {p}; "));
+        restore.push_str(&format!("echo \"${}\" > {p}; ", i + 1));
+        old_args.push_str(&format!(" \"$old{i}\""));
     }
     // The values are this module's own numbers: nothing to quote.
     for (path, v) in &sysctls {
@@ -314,7 +318,7 @@ pub fn trigger_script(kind: CrashKind, method: Method) -> String {
     };
     // The restore runs only when the crash did not happen (the kernel is still up).
     let body = format!("sleep 2; {provoke} & sleep {RESTORE_AFTER_SECS}; {restore}true");
-    let body = sh_quote(&body);
+    let body = format!("{} sh{old_args}", sh_quote(&body));
     s.push_str(&format!(
         "if command -v systemd-run >/dev/null 2>&1; then\n\
            systemd-run --quiet --no-block --collect sh -c {body}\n\
@@ -536,7 +540,12 @@ mod tests {
         let set = warn.find("> '/proc/sys/kernel/panic_on_warn'").unwrap();
         let run = warn.find("systemd-run").unwrap();
         assert!(set < run);
-        assert!(warn.contains("echo $old0 > "), "{warn}");
+        assert!(
+            warn.contains(
+                r#"echo "$1" > '\''/proc/sys/kernel/panic_on_warn'\''; true' sh "$old0""#
+            ),
+            "{warn}"
+        );
 
         let hung = trigger_script(CrashKind::HungTask, Method::FrozenFs);
         assert!(
@@ -549,6 +558,51 @@ mod tests {
         let oom = trigger_script(CrashKind::Oom, Method::MemoryHog);
         assert!(oom.contains("tail /dev/zero"), "{oom}");
         assert!(oom.contains("/proc/sys/vm/panic_on_oom"), "{oom}");
+    }
+
+    /// A crash that never comes leaves the host as it was: the detached shell puts the old
+    /// sysctl value back. Run for real with `/proc/sys` moved to a temporary directory, the
+    /// crash point replaced by `true` and no waiting.
+    #[test]
+    fn sysctls_are_restored_when_no_crash_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sys");
+        std::fs::create_dir_all(root.join("kernel")).unwrap();
+        let file = root.join("kernel/panic_on_warn");
+        std::fs::write(&file, "0\n").unwrap();
+        let script = trigger_script(CrashKind::Warning, Method::Lkdtm("WARNING"))
+            .replace("/proc/sys/", &format!("{}/", root.display()))
+            .replace(
+                "echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT",
+                "true",
+            )
+            .replace(&format!("sleep {RESTORE_AFTER_SECS}"), "sleep 0")
+            .replace("sleep 2", "sleep 0")
+            .replace("command -v systemd-run", "false");
+        assert!(!script.contains("provoke-crash"), "{script}");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "sysctl kernel.panic_on_warn=1\ntriggered\n"
+        );
+        // The detached shell restores "0"; wait for it (bounded), then check.
+        let mut value = String::new();
+        for _ in 0..500 {
+            value = std::fs::read_to_string(&file).unwrap();
+            if value == "0\n" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(value, "0\n", "the old value is back");
     }
 
     /// The scripts are valid POSIX shell (`sh -n`), whatever the kind.
