@@ -8,7 +8,9 @@ pub enum CrashTestError {
     /// Transport failures (connect, host keys, timeouts) already name host, step and fix.
     #[error(transparent)]
     Ssh(#[from] SshError),
-    #[error("{host}: step '{step}' failed (exit {status}): {stderr}")]
+    #[error(
+        "{host}: step '{step}' failed (exit {status}): {stderr}; fix what it says on {host} (steps run as the inventory's user, through sudo with ansible_become) and run test-crash again"
+    )]
     StepFailed {
         host: String,
         step: String,
@@ -95,7 +97,9 @@ pub enum CrashTestError {
         incomplete: String,
         secs: u64,
     },
-    #[error("{host}: verify: cannot read the header of {path}: {reason}")]
+    #[error(
+        "{host}: verify: cannot read the header of {path}: {reason}; check that `od` (coreutils) works on the server"
+    )]
     Header {
         host: String,
         path: String,
