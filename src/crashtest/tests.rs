@@ -29,6 +29,8 @@ struct World {
     header: Vec<u8>,
     dmesg: String,
     console_log: String,
+    /// The trigger step exits 3 with this on stderr (a sysctl the kernel lacks).
+    trigger_fails: Option<&'static str>,
     /// (host, step, script) of every step run.
     steps: Vec<(String, String, String)>,
     client_connects: u32,
@@ -53,6 +55,7 @@ impl World {
             header,
             dmesg: dmesg.to_string(),
             console_log: String::new(),
+            trigger_fails: None,
             steps: Vec::new(),
             client_connects: 0,
         }
@@ -138,6 +141,11 @@ impl FakeHost {
                     None => out("debugfs=1\nlkdtm=0\n"),
                 }
             }
+            "trigger" if w.trigger_fails.is_some() => Ok(CommandOutput {
+                status: Some(3),
+                stdout: Vec::new(),
+                stderr: w.trigger_fails.unwrap_or_default().as_bytes().to_vec(),
+            }),
             "trigger" => {
                 // What the script reports: the sysctls it sets, then `triggered`.
                 let mut s = String::new();
@@ -519,6 +527,21 @@ async fn hung_task_without_lkdtm_freezes_a_filesystem() {
         "{}",
         r.phases[1].detail
     );
+}
+
+#[tokio::test]
+async fn failed_trigger_names_host_step_and_reason() {
+    let mut world = World::kdump_ok(SYSRQ_DMESG);
+    world.lkdtm = Some(vec!["WARNING"]);
+    world.trigger_fails = Some("no sysctl kernel.panic_on_warn: this kernel lacks it\n");
+    let (r, world) = run_world(world, CrashKind::Warning).await;
+    assert_eq!(phase_names(&r), [("preflight", true), ("trigger", false)]);
+    let e = r.error.as_deref().unwrap();
+    assert!(
+        e.starts_with("c1: step 'trigger' failed (exit 3): no sysctl kernel.panic_on_warn: this kernel lacks it; fix what it says on c1"),
+        "{e}"
+    );
+    assert!(!world.lock().unwrap().crashed);
 }
 
 #[tokio::test]
