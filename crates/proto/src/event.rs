@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Crash,
+    /// A console crash record closed and was triaged.
+    CrashTriaged,
     DumpStarted,
     DumpComplete,
     DumpFailed,

@@ -203,7 +203,7 @@ impl ConsoleStore {
 
     fn host(&mut self, ip: IpAddr, now: DateTime<Utc>) -> &mut HostLog {
         if !self.hosts.contains_key(&ip) && self.hosts.len() >= self.cfg.max_hosts.max(1) {
-            self.forget_one_host();
+            self.forget_one_host(now);
         }
         let cap = self.cfg.context_lines;
         self.hosts.entry(ip).or_insert_with(|| HostLog {
@@ -218,14 +218,14 @@ impl ConsoleStore {
     }
 
     /// Drops the longest-silent host, preferring one without an open crash record.
-    fn forget_one_host(&mut self) {
+    fn forget_one_host(&mut self, now: DateTime<Utc>) {
         let victim = self
             .hosts
             .iter()
             .min_by_key(|(_, h)| (h.record.is_some(), h.last_line))
             .map(|(&ip, _)| ip);
         let Some(ip) = victim else { return };
-        let _ = self.close_record(ip);
+        let _ = self.close_record(ip, now);
         if let Some(mut h) = self.hosts.remove(&ip)
             && let Some(mut f) = h.file.take()
             && let Err(e) = f.flush()
@@ -285,7 +285,7 @@ impl ConsoleStore {
                 self.stats.reboots += 1;
                 self.format_note(now, "-- sender rebooted --");
                 let r = self.write_line(ip, now);
-                let r2 = self.close_record(ip);
+                let r2 = self.close_record(ip, now);
                 r.and(r2)
             }
             ConsoleEvent::Crash { text } => {
@@ -319,7 +319,7 @@ impl ConsoleStore {
             .collect();
         let mut result = Ok(());
         for ip in quiet {
-            result = result.and(self.close_record(ip));
+            result = result.and(self.close_record(ip, now));
         }
         self.last_flush = Some(now);
         result.and(self.flush())
@@ -646,17 +646,42 @@ impl ConsoleStore {
         result
     }
 
-    fn close_record(&mut self, ip: IpAddr) -> io::Result<()> {
+    fn close_record(&mut self, ip: IpAddr, now: DateTime<Utc>) -> io::Result<()> {
         let Some(h) = self.hosts.get_mut(&ip) else {
             return Ok(());
         };
         let Some(mut r) = h.record.take() else {
             return Ok(());
         };
-        if let Some(mut f) = r.file.take()
-            && let Err(e) = f.flush()
-        {
+        let Some(mut f) = r.file.take() else {
+            return Ok(()); // no record on disk: nothing to triage
+        };
+        if let Err(e) = f.flush() {
             self.error(&format!("flush {}/log: {e}", r.dir.display()));
+            return Err(e);
+        }
+        drop(f);
+        self.triage_record(ip, &r.dir, now)
+    }
+
+    /// Triage of a closed crash record (docs/triage.md), on this store's thread, never the
+    /// packet loop: `<dir>/triage.json` unless the directory has one already (the dump's own
+    /// kernel log, triaged by the dump sink or the netdump writer, tells more than the console
+    /// and wins), and a `crash_triaged` event with the fatal crash's title and signature.
+    fn triage_record(&mut self, ip: IpAddr, dir: &Path, now: DateTime<Utc>) -> io::Result<()> {
+        let fatal = super::store::triage_log_into(dir, false);
+        let (title, signature) = fatal.unzip();
+        let event = Event {
+            event: EventKind::CrashTriaged,
+            host: ip.to_string(),
+            dir: dir.display().to_string(),
+            time: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            detail: Some("console crash record closed".into()),
+            title,
+            signature,
+        };
+        if let Err(e) = self.events.append(&event) {
+            self.error(&format!("append {}: {e}", self.events.path().display()));
             return Err(e);
         }
         Ok(())
@@ -901,8 +926,90 @@ mod tests {
         assert_eq!(s.crash_dir_for(ip()), Some(second.as_path()));
         let ev =
             EventLog::parse(&std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap());
-        assert_eq!(ev.len(), 2);
+        let kinds: Vec<EventKind> = ev.iter().map(|e| e.event).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::Crash, EventKind::CrashTriaged, EventKind::Crash],
+            "the reboot closed (and triaged) the first record"
+        );
         assert_eq!(s.stats.crashes, 2);
+    }
+
+    /// A closed record is triaged on the store's thread: `triage.json` beside it and a
+    /// `crash_triaged` event with the title and signature; a `triage.json` already there (the
+    /// dump's, from the sink) is kept.
+    #[test]
+    fn closed_record_is_triaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ConsoleStore::new(dir.path(), ConsoleConfig::default());
+        let mut c = Collector::default();
+        let t = Instant::now();
+        let text = "[  200.1] INFO: task sh:812 blocked for more than 10 seconds.\n\
+                    [  200.1]       Not tainted 6.1.0-50-amd64 #1 Debian 6.1.158-1\n\
+                    [  200.1] Call Trace:\n\
+                    [  200.1]  <TASK>\n\
+                    [  200.1]  __schedule+0x34d/0x9e0\n\
+                    [  200.1]  schedule+0x5a/0xd0\n\
+                    [  200.1]  percpu_rwsem_wait+0x113/0x130\n\
+                    [  200.1]  __percpu_down_read+0x6d/0xb0\n\
+                    [  200.2] Kernel panic - not syncing: hung_task: blocked tasks\n";
+        for (ip, ev) in c.ingest(ip(), text.as_bytes(), t) {
+            s.handle(ip, ev, t0()).unwrap();
+        }
+        let rec = s.crash_dir_for(ip()).unwrap().to_path_buf();
+        assert!(!rec.join("triage.json").exists(), "not before it closes");
+        let quiet = t0() + chrono::Duration::seconds(120);
+        s.tick(quiet).unwrap();
+        assert_eq!(s.crash_dir_for(ip()), None);
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(rec.join("triage.json")).unwrap()).unwrap();
+        assert_eq!(json["source"], "log");
+        assert_eq!(
+            json["crashes"][0]["title"],
+            "INFO: task hung in percpu_rwsem_wait"
+        );
+        assert_eq!(mode(&rec.join("triage.json")), 0o600);
+        let ev =
+            EventLog::parse(&std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap());
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[1].event, EventKind::CrashTriaged);
+        assert_eq!(ev[1].dir, rec.display().to_string());
+        assert_eq!(ev[1].time, "2026-11-26T16:10:13.250Z");
+        assert_eq!(
+            ev[1].title.as_deref(),
+            Some("INFO: task hung in percpu_rwsem_wait")
+        );
+        assert_eq!(
+            ev[1].signature.as_deref(),
+            json["crashes"][0]["signature"].as_str()
+        );
+        let raw = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        assert!(
+            raw.contains("{\"event\":\"crash_triaged\",\"host\":\"198.18.0.2\""),
+            "{raw}"
+        );
+
+        // The next crash's directory already holds the dump's triage: it stays.
+        let t1 = quiet + chrono::Duration::seconds(1);
+        s.handle(
+            ip(),
+            ConsoleEvent::Crash {
+                text: "sysrq: Trigger a crash".into(),
+            },
+            t1,
+        )
+        .unwrap();
+        let rec2 = s.crash_dir_for(ip()).unwrap().to_path_buf();
+        std::fs::write(rec2.join("triage.json"), "{\"source\":\"dmesg.1\"}").unwrap();
+        s.handle(ip(), ConsoleEvent::Rebooted, t1).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(rec2.join("triage.json")).unwrap(),
+            "{\"source\":\"dmesg.1\"}"
+        );
+        let ev =
+            EventLog::parse(&std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap());
+        assert_eq!(ev.last().unwrap().event, EventKind::CrashTriaged);
+        assert_eq!(ev.last().unwrap().dir, rec2.display().to_string());
     }
 
     #[test]
@@ -1040,8 +1147,13 @@ mod tests {
                 );
             }
             let text = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap_or_default();
-            proptest::prop_assert_eq!(EventLog::parse(&text).len(), text.lines().count());
-            proptest::prop_assert_eq!(text.lines().count() as u64, s.stats.crashes);
+            let events = EventLog::parse(&text);
+            proptest::prop_assert_eq!(events.len(), text.lines().count());
+            let crashes = events.iter().filter(|e| e.event == EventKind::Crash).count();
+            proptest::prop_assert_eq!(crashes as u64, s.stats.crashes);
+            // Each closed record is triaged once.
+            let triaged = events.iter().filter(|e| e.event == EventKind::CrashTriaged).count();
+            proptest::prop_assert!(triaged <= crashes);
         }
     }
 

@@ -2,8 +2,10 @@
 //! every netdump dump started, completed or failed. `provision test-crash` waits on these lines.
 //!
 //! Line shape (fields beyond these may be added, never removed or renamed):
-//! `{"event":"crash"|"dump_started"|"dump_complete"|"dump_failed","host":"<client ip>",
-//!   "dir":"<absolute dump directory>","time":"<RFC 3339 UTC>", "detail":"<optional text>"}`
+//! `{"event":"crash"|"crash_triaged"|"dump_started"|"dump_complete"|"dump_failed",
+//!   "host":"<client ip>", "dir":"<absolute dump directory>","time":"<RFC 3339 UTC>",
+//!   "detail":"<optional text>"}`; `crash_triaged` (a console crash record closed) and
+//! `dump_complete` carry the crash's `title` and `signature` when triage found one.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -93,14 +93,32 @@ pub fn read_magic(root: &Path, ip: IpAddr) -> Option<u64> {
 /// writes `<dir>/triage.json` (0600, never through a link) and returns the fatal crash's title
 /// and signature. Runs on a writer thread, never on the packet loop; best effort.
 pub fn triage_log(dir: &Path) -> Option<(String, String)> {
+    triage_log_into(dir, true)
+}
+
+/// [`triage_log`]; with `replace` false an existing `triage.json` is left as it is (a console
+/// crash record yields to the dump's own triage) and the title is still returned.
+pub fn triage_log_into(dir: &Path, replace: bool) -> Option<(String, String)> {
     use std::io::Write;
     let mut f = super::files::open_read(&dir.join("log")).ok()?;
     let tail = super::files::read_tail(&mut f, netdump_triage::DUMP_LOG_TAIL).ok()?;
     let t = netdump_triage::for_dump("log", &tail);
-    if let Err(e) = super::files::open_truncate(&dir.join("triage.json"))
-        .and_then(|mut out| out.write_all(&t.json))
-    {
-        tracing::warn!("triage.json in {}: {e}", dir.display());
+    let out = dir.join("triage.json");
+    let opened = if replace {
+        super::files::open_truncate(&out)
+    } else {
+        // O_EXCL: never through a link, and never over a triage.json that is already there.
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&out)
+    };
+    match opened.and_then(|mut o| o.write_all(&t.json)) {
+        Err(e) if !replace && e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => tracing::warn!("triage.json in {}: {e}", dir.display()),
+        Ok(()) => {}
     }
     t.fatal
 }

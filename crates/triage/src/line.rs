@@ -21,11 +21,22 @@ pub struct Stripped<'a> {
 
 /// Removes the prefixes a kernel console line may carry, in any combination and order:
 /// `<6>`, `6,1234,5678,-;` (netconsole extended / /dev/kmsg), `[   72.150000]`,
-/// `[   T81]` / `[ C1]` (caller id), `[4:  comm: 123]` (vendor kernels).
+/// `[   T81]` / `[ C1]` (caller id), `[4:  comm: 123]` (vendor kernels), and the receiver's own
+/// `2026-12-02T09:00:00.250Z seq=12 lvl=4 ` (receive time, then the extended header's fields) of
+/// `console/<ip>.log` and crash records (src/receiver/console.rs).
 pub fn strip(raw: &str) -> Stripped<'_> {
     let mut s = trim_noise(raw);
     let mut prefixed = false;
     let mut caller = None;
+    if let Some(rest) = strip_receive_time(s) {
+        s = rest;
+        for key in ["seq=", "lvl="] {
+            if let Some(rest) = strip_number_field(s, key) {
+                s = rest;
+            }
+        }
+        prefixed = true;
+    }
     loop {
         let before = s.len();
         if let Some(rest) = strip_ext_header(s) {
@@ -87,6 +98,47 @@ fn strip_ext_header(s: &str) -> Option<&str> {
     } else {
         None
     }
+}
+
+/// `2026-12-02T09:00:00.250Z ` (RFC 3339, UTC, any fraction): the receiver's receive time.
+fn strip_receive_time(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && b.get(10) == Some(&b'T')
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19);
+    if !shape {
+        return None;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len().min(start + 9) && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    s.get(i..)?.strip_prefix("Z ")
+}
+
+/// `seq=123 ` / `lvl=4 `.
+fn strip_number_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let rest = s.strip_prefix(key)?;
+    let end = rest.find(' ')?;
+    (end > 0 && end <= 20 && rest[..end].bytes().all(|b| b.is_ascii_digit()))
+        .then(|| &rest[end + 1..])
 }
 
 /// `<6>` syslog priority.
@@ -161,6 +213,31 @@ mod tests {
         );
         assert_eq!(strip("6,12,34,c;<4>[ 1.5] hello\r\n").msg, "hello");
         assert_eq!(strip("<4>hi").msg, "hi");
+    }
+
+    #[test]
+    fn receiver_console_log_prefixes() {
+        let s = strip("2026-11-26T16:08:13.250Z [  200.1] INFO: task sh:812 blocked");
+        assert_eq!(s.msg, "INFO: task sh:812 blocked");
+        assert!(s.prefixed);
+        assert_eq!(
+            strip("2026-11-26T16:08:13.250Z seq=4711 lvl=4 [   95.000001]  panic+0x1/0x2").msg,
+            " panic+0x1/0x2"
+        );
+        // Without a kernel timestamp (printk.time=0), the receive time alone.
+        let s = strip("2026-11-26T16:08:13Z Kernel panic - not syncing: x");
+        assert_eq!(s.msg, "Kernel panic - not syncing: x");
+        assert!(s.prefixed);
+        // Not a receive time: left alone.
+        assert_eq!(strip("2026-11-26 16:08:13 x").msg, "2026-11-26 16:08:13 x");
+        assert_eq!(
+            strip("2026-11-26T16:08:13.Z x").msg,
+            "2026-11-26T16:08:13.Z x"
+        );
+        assert_eq!(
+            strip("2026-11-26T16:08:13.250Z").msg,
+            "2026-11-26T16:08:13.250Z"
+        );
     }
 
     #[test]
