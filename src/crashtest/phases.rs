@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apply::Connector;
-use netdump_receiver::events::{EventKind, EventLog};
 use crate::resources::sh_quote;
 use crate::settings::{ClientFlavor, ClientSettings, ServerSettings};
 use crate::ssh::{Remote, RemoteCommand, Target};
+use netdump_receiver::events::{EventKind, EventLog};
 
 use super::error::CrashTestError;
 use super::kind::{self, CrashKind, LkdtmProbe, Method};
