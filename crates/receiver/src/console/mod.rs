@@ -1,4 +1,6 @@
-//! Console logs on disk: the IO edge for [`netdump_proto::netconsole`] events.
+//! Console logs on disk: the IO edge for [`netdump_proto::netconsole`] events. The crash-record
+//! policy (context, size bound, quiet time) is pure, in `record`; the log files and their rotation
+//! are in `files`.
 //!
 //! Under the dump directory (nothing outside it is ever written):
 //!
@@ -24,7 +26,7 @@
 //! `flush_interval` after it was handled (given the receiver calls `handle` or `tick` at least
 //! that often) and at once for crash lines.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{DirBuilder, File};
 use std::io::{self, BufWriter, Write};
@@ -36,7 +38,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::events::{Event, EventKind, EventLog};
+use files::open_append;
+use record::{Context, RecordBudget};
+
 use netdump_proto::netconsole::ConsoleEvent;
+
+mod files;
+mod record;
 
 /// Tunables of the on-disk console logs.
 #[derive(Debug, Clone)]
@@ -94,16 +102,14 @@ pub struct StoreStats {
 struct CrashRecord {
     dir: PathBuf,
     file: Option<BufWriter<File>>,
-    written: u64,
-    truncated: bool,
+    budget: RecordBudget,
 }
 
 #[derive(Debug)]
 struct HostLog {
     file: Option<BufWriter<File>>,
     size: u64,
-    ring: VecDeque<String>,
-    ring_bytes: usize,
+    context: Context,
     record: Option<CrashRecord>,
     /// A directory the netdump side created for this host's current crash.
     adopted: Option<PathBuf>,
@@ -128,8 +134,6 @@ pub struct ConsoleStore {
         std::sync::Arc<super::limits::Stats>,
     )>,
 }
-
-const BUF_BYTES: usize = 64 * 1024;
 
 impl ConsoleStore {
     /// A store rooted at `dump_dir` (made absolute; it must exist when the first line arrives).
@@ -205,12 +209,11 @@ impl ConsoleStore {
         if !self.hosts.contains_key(&ip) && self.hosts.len() >= self.cfg.max_hosts.max(1) {
             self.forget_one_host(now);
         }
-        let cap = self.cfg.context_lines;
+        let (lines, bytes) = (self.cfg.context_lines, self.cfg.context_bytes);
         self.hosts.entry(ip).or_insert_with(|| HostLog {
             file: None,
             size: 0,
-            ring: VecDeque::with_capacity(cap.min(256)),
-            ring_bytes: 0,
+            context: Context::new(lines, bytes),
             record: None,
             adopted: None,
             last_line: now,
@@ -312,8 +315,7 @@ impl ConsoleStore {
             .hosts
             .iter()
             .filter(|(_, h)| {
-                h.record.is_some()
-                    && (now - h.last_line).to_std().unwrap_or_default() >= self.cfg.record_quiet
+                h.record.is_some() && record::gone_quiet(h.last_line, now, self.cfg.record_quiet)
             })
             .map(|(&ip, _)| ip)
             .collect();
@@ -433,9 +435,6 @@ impl ConsoleStore {
                 }
             }
         }
-        let cap = self.cfg.context_lines;
-        let cap_bytes = self.cfg.context_bytes;
-        let rec_max = self.cfg.record_max_bytes;
         let line = &self.line;
         let Some(h) = self.hosts.get_mut(&ip) else {
             return result;
@@ -452,29 +451,10 @@ impl ConsoleStore {
                 }
             }
         }
-        if cap > 0 && line.len() <= cap_bytes {
-            // Reuse the evicted line's allocation: no allocation per line once the ring is full.
-            let mut slot = String::new();
-            while h.ring.len() >= cap || h.ring_bytes + line.len() > cap_bytes {
-                let Some(old) = h.ring.pop_front() else { break };
-                h.ring_bytes -= old.len();
-                slot = old;
-            }
-            slot.clear();
-            slot.push_str(line);
-            h.ring_bytes += slot.len();
-            h.ring.push_back(slot);
-        }
+        h.context.push(line);
         if let Some(r) = &mut h.record
-            && !r.truncated
+            && let Some(data) = r.budget.admit(line)
         {
-            let note = "-- crash record truncated here; the rest is in console/<ip>.log --\n";
-            let data: &str = if r.written + len > rec_max {
-                r.truncated = true;
-                note
-            } else {
-                line
-            };
             if r.file.is_none() {
                 match open_append(&r.dir.join("log")) {
                     Ok(f) => r.file = Some(f),
@@ -486,7 +466,7 @@ impl ConsoleStore {
             }
             if let Some(f) = &mut r.file {
                 match f.write_all(data.as_bytes()) {
-                    Ok(()) => r.written += data.len() as u64,
+                    Ok(()) => r.budget.wrote(data.len()),
                     Err(e) => {
                         r.file = None;
                         errors.push(format!("write {}/log: {e}", r.dir.display()));
@@ -501,25 +481,8 @@ impl ConsoleStore {
         result
     }
 
-    fn ensure_console_dir(&self) -> io::Result<()> {
-        match std::fs::symlink_metadata(&self.console_dir) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(io::Error::other(format!(
-                "{} exists but is not a directory; remove it",
-                self.console_dir.display()
-            ))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                match DirBuilder::new().mode(0o700).create(&self.console_dir) {
-                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-                    _ => Ok(()),
-                }
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     fn open_log(&self, ip: IpAddr) -> io::Result<(BufWriter<File>, u64)> {
-        self.ensure_console_dir()?;
+        files::ensure_private_dir(&self.console_dir)?;
         let f = open_append(&self.log_path(ip))?;
         let size = f.get_ref().metadata()?.len();
         Ok((f, size))
@@ -527,7 +490,6 @@ impl ConsoleStore {
 
     fn rotate(&mut self, ip: IpAddr) -> io::Result<()> {
         let base = self.log_path(ip);
-        let keep = self.cfg.keep_rotated;
         let mut result = Ok(());
         if let Some(h) = self.hosts.get_mut(&ip) {
             if let Some(mut f) = h.file.take() {
@@ -535,29 +497,7 @@ impl ConsoleStore {
             }
             h.size = 0;
         }
-        let name = |i: usize| {
-            let mut p = base.clone().into_os_string();
-            p.push(format!(".{i}"));
-            PathBuf::from(p)
-        };
-        let step = |from: &Path, to: Option<&Path>| {
-            let r = match to {
-                Some(to) => std::fs::rename(from, to),
-                None => std::fs::remove_file(from),
-            };
-            match r {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            }
-        };
-        if keep == 0 {
-            result = result.and(step(&base, None));
-        } else {
-            for i in (1..keep).rev() {
-                result = result.and(step(&name(i), Some(&name(i + 1))));
-            }
-            result = result.and(step(&base, Some(&name(1))));
-        }
+        result = result.and(files::rotate(&base, self.cfg.keep_rotated));
         self.stats.rotations += 1;
         if let Err(e) = &result {
             self.error(&format!("rotate {}: {e}", base.display()));
@@ -603,15 +543,20 @@ impl ConsoleStore {
         let mut record = CrashRecord {
             dir: dir.clone(),
             file: None,
-            written: 0,
-            truncated: false,
+            budget: RecordBudget::new(self.cfg.record_max_bytes),
         };
         match made.and_then(|()| open_append(&dir.join("log"))) {
             Ok(mut f) => {
                 let mut w = Ok(());
-                for l in self.hosts.get(&ip).map(|h| &h.ring).into_iter().flatten() {
+                for l in self
+                    .hosts
+                    .get(&ip)
+                    .map(|h| h.context.lines())
+                    .into_iter()
+                    .flatten()
+                {
                     w = w.and(f.write_all(l.as_bytes()));
-                    record.written += l.len() as u64;
+                    record.budget.wrote(l.len());
                 }
                 w = w.and(f.flush());
                 match w {
@@ -686,14 +631,6 @@ impl ConsoleStore {
         }
         Ok(())
     }
-}
-
-/// Opens `path` for appending, creating it 0600; never follows a symlink; a pre-existing file
-/// gets mode 0600 too.
-fn open_append(path: &Path) -> io::Result<BufWriter<File>> {
-    // Non-blocking (a FIFO put there cannot stall us), no-follow, regular files only.
-    let f = super::files::open_append(path)?;
-    Ok(BufWriter::with_capacity(BUF_BYTES, f))
 }
 
 #[cfg(test)]
@@ -1076,16 +1013,12 @@ mod tests {
         for k in 0..5 {
             s.handle(h, line(&format!("ctx {k}")), t0()).unwrap();
         }
-        let host = &s.hosts[&h];
-        assert!(host.ring_bytes <= 100);
-        assert_eq!(host.ring.len(), 3);
+        let kept: Vec<&String> = s.hosts[&h].context.lines().collect();
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().map(|l| l.len()).sum::<usize>() <= 100);
         assert_eq!(
-            host.ring.back().unwrap().trim_end().split(' ').next_back(),
+            kept.last().unwrap().trim_end().split(' ').next_back(),
             Some("4")
-        );
-        assert_eq!(
-            host.ring.iter().map(String::len).sum::<usize>(),
-            host.ring_bytes
         );
     }
 
