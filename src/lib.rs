@@ -3,22 +3,22 @@
 //!
 //! The binary `provision` (src/main.rs) is a thin clap front end over this library.
 
-pub mod apply;
+mod apply;
 pub mod cli;
-pub mod crashes;
-pub mod crashtest;
-pub mod facts;
-pub mod fleet;
+mod crashes;
+mod crashtest;
+mod facts;
+mod fleet;
 pub mod lab;
 pub mod receiver_binary;
 pub mod receiver_cmd;
-pub mod report;
+mod report;
 pub mod resources;
-pub mod roles;
+mod roles;
 pub mod secret;
 pub mod settings;
 pub mod sink;
 pub mod ssh;
 pub mod templates;
-pub mod triage_cmd;
-pub mod verify;
+mod triage_cmd;
+mod verify;

@@ -670,7 +670,7 @@ mod lab_fixtures {
     fn each_lab_crash_is_the_kind_it_was_provoked_as() {
         for &(dir, kind, title) in CASES {
             // The dump's kernel log, as test-crash's verify phase reads it.
-            let c = crate::crashtest::crash_summary(&read(dir, "dmesg.txt"), "")
+            let c = crate::crashtest::verify::crash_summary(&read(dir, "dmesg.txt"), "")
                 .unwrap_or_else(|| panic!("{dir}: no crash in dmesg.txt"));
             assert_eq!(c.title, title, "{dir}: dmesg.txt");
             assert!(kind.matches(&c.title, &c.kind), "{dir}: {c:?}");

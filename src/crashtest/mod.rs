@@ -30,10 +30,7 @@ use crate::settings::{FleetSettings, PasswordInput};
 pub use error::CrashTestError;
 pub use kind::CrashKind;
 pub use phases::{HostRun, Timeouts};
-pub use verify::{
-    CrashSummary, DumpFormat, MIN_DUMP_BYTES, RemoteFile, classify_dump, complete_dump,
-    crash_summary, dmesg_has_crash, new_dump_dirs,
-};
+pub use verify::{CrashSummary, DumpFormat};
 
 #[derive(Args, Debug)]
 pub struct TestCrashArgs {

@@ -42,6 +42,7 @@ impl HumanReporter {
     }
 
     /// A reporter writing plain lines into `out` (tests, non-terminal use).
+    #[cfg(test)]
     pub fn plain(out: Box<dyn Write + Send>, verbose: bool, show_diff: bool) -> Self {
         HumanReporter {
             bar: None,

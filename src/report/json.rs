@@ -17,6 +17,7 @@ impl<W: Write + Send> JsonReporter<W> {
         }
     }
 
+    #[cfg(test)]
     pub fn into_inner(self) -> W {
         self.out.into_inner().unwrap_or_else(|p| p.into_inner())
     }

@@ -152,10 +152,6 @@ impl Recap {
             0
         }
     }
-
-    pub fn total_changed(&self) -> u32 {
-        self.hosts.iter().map(|h| h.changed).sum()
-    }
 }
 
 /// Receives events as they happen. Implementations must be cheap: they run on the apply path.
