@@ -8,7 +8,7 @@ use std::time::Instant;
 use netdump_provision::resources::user::sha512_crypt;
 use netdump_provision::secret::Secret;
 
-use super::{NETDUMP_TEMPLATE, PASSWORD, PROVISION, tail};
+use super::{CONNECT_TIMEOUT, NETDUMP_TEMPLATE, PASSWORD, PROVISION, tail};
 use crate::nshost::Fleet;
 
 /// How ansible-playbook runs: its own strategy and ssh connection, or Mitogen's.
@@ -215,7 +215,7 @@ impl AnsibleProject {
             ),
         };
         let cfg = format!(
-            "[defaults]\ninventory = {d}/inventory.yaml\nforks = {forks}\nhost_key_checking = True\nretry_files_enabled = False\nlocal_tmp = {d}/tmp\nnocows = 1\n{strategy}\n[ssh_connection]\npipelining = True\nssh_args = -C -o ControlMaster=auto -o ControlPersist=60s -F {cfg}\ncontrol_path_dir = {d}/cp\n",
+            "[defaults]\ninventory = {d}/inventory.yaml\nforks = {forks}\ntimeout = {CONNECT_TIMEOUT}\nhost_key_checking = True\nretry_files_enabled = False\nlocal_tmp = {d}/tmp\nnocows = 1\n{strategy}\n[ssh_connection]\npipelining = True\nssh_args = -C -o ControlMaster=auto -o ControlPersist=60s -F {cfg}\ncontrol_path_dir = {d}/cp\n",
             d = d.display(),
             cfg = fleet.ssh_config_path().display()
         );

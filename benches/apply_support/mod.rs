@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 use netdump_provision::roles::server::MaxStartups;
 use netdump_provision::templates::Templates;
 
+/// Seconds the peers may take to set up a connection (ansible's `timeout`, pyinfra's
+/// `CONNECT_TIMEOUT`; both default to 10). Hundreds of handshakes at once on a small machine
+/// take longer than 10 s, and a peer whose hosts time out measures nothing.
+pub const CONNECT_TIMEOUT: u32 = 60;
 pub const PASSWORD: &str = "bench horse battery staple";
 pub const PROVISION: &str = env!("CARGO_BIN_EXE_provision");
 pub const NETDUMP_TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/netdump.j2");

@@ -184,6 +184,11 @@ impl PyinfraProject {
         let sink = super::SINK;
         std::fs::write(d.join("deploy.py"), DEPLOY).unwrap();
         std::fs::write(d.join("bench_keys.py"), "KEYS = {}\nSERVER = {}\n").unwrap();
+        std::fs::write(
+            d.join("config.py"),
+            format!("CONNECT_TIMEOUT = {}\n", super::CONNECT_TIMEOUT),
+        )
+        .unwrap();
 
         // Host-key checking is strict against the fleet's known_hosts, as for the other tools.
         let ssh = format!(
