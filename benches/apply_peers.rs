@@ -18,6 +18,10 @@
 //! - `pyinfra`: pyinfra 3 with an equivalent deploy (`-y`, `--parallel` = forks; paramiko ssh
 //!   connections per run; facts fetched only where the deploy asks for them).
 //!
+//! - `provision-curve25519` (only when named): provision itself with `-o
+//!   KexAlgorithms=curve25519-sha256`, the key exchange paramiko negotiates, to show what OpenSSH's
+//!   default post-quantum key exchange costs a cold run.
+//!
 //! The floor (benches/apply_support/floor.rs) is measured on provision's fresh fleet just before
 //! provision's cold run: one `ssh HOST true` per host, all at once, cold and through masters.
 //!
@@ -39,7 +43,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use apply_support::ansible::{AnsibleProject, Flavor, mitogen_strategy_dir};
-use apply_support::provision::{provision_inventory, run_provision};
+use apply_support::provision::{provision_inventory, provision_inventory_with, run_provision};
 use apply_support::pyinfra::PyinfraProject;
 use apply_support::state::{Sample, sample};
 use apply_support::{env_list, env_usize, find_on_path, floor, host_names, median};
@@ -51,9 +55,21 @@ const PIP_MITOGEN: &str =
     "pip install mitogen==0.3.54 (into the Python that runs ansible-playbook)";
 const PIP_PYINFRA: &str = "pip install pyinfra==3.10.0";
 
+/// The key exchange paramiko (so pyinfra) negotiates; OpenSSH 9.x prefers the post-quantum
+/// hybrid `sntrup761x25519-sha512`, whose client side costs about ten times the CPU.
+const CLASSIC_KEX: &str = "KexAlgorithms=curve25519-sha256";
+
 enum Peer {
-    Ansible { playbook: PathBuf, flavor: Flavor },
-    Pyinfra { pyinfra: PathBuf },
+    Ansible {
+        playbook: PathBuf,
+        flavor: Flavor,
+    },
+    Pyinfra {
+        pyinfra: PathBuf,
+    },
+    /// provision itself with pyinfra's key exchange (`-o KexAlgorithms=curve25519-sha256` in the
+    /// inventory): what the post-quantum key exchange costs, not a peer.
+    ProvisionClassicKex,
 }
 
 impl Peer {
@@ -68,6 +84,7 @@ impl Peer {
                 ..
             } => "mitogen",
             Peer::Pyinfra { .. } => "pyinfra",
+            Peer::ProvisionClassicKex => "provision-curve25519",
         }
     }
 }
@@ -120,8 +137,9 @@ fn peers() -> Vec<Peer> {
                     None => skip("pyinfra", &format!("{tool} is not on PATH: {PIP_PYINFRA}")),
                 }
             }
+            "provision-curve25519" => peers.push(Peer::ProvisionClassicKex),
             other => panic!(
-                "APPLY_BENCH_PEERS: unknown peer {other:?} (known: ansible, mitogen, pyinfra)"
+                "APPLY_BENCH_PEERS: unknown peer {other:?} (known: ansible, mitogen, pyinfra, provision-curve25519)"
             ),
         }
     }
@@ -157,6 +175,15 @@ fn run_peer(peer: &Peer, refs: &[&str], forks: usize, want: &Sample) -> (f64, f6
                 "pyinfra's no-op run changed something: {:#?}",
                 noop.changed_ops
             );
+            (cold.secs, cold.changed, noop.secs, noop.changed)
+        }
+        Peer::ProvisionClassicKex => {
+            let inv_dir = tempfile::tempdir().unwrap();
+            let inv = inv_dir.path().join("inventory.yaml");
+            std::fs::write(&inv, provision_inventory_with(&fleet, &["-o", CLASSIC_KEX])).unwrap();
+            let cold = run_provision(&fleet, &inv, forks);
+            check_state(name, &fleet, want);
+            let noop = run_provision(&fleet, &inv, forks);
             (cold.secs, cold.changed, noop.secs, noop.changed)
         }
     };
@@ -311,12 +338,14 @@ fn main() {
             let mut fastest_peer = f64::INFINITY;
             for n in &names {
                 let t = pick(&by_tool[n]);
-                fastest_peer = fastest_peer.min(t);
+                if *n != "provision-curve25519" {
+                    fastest_peer = fastest_peer.min(t);
+                }
                 row.push_str(&format!(" {t:.2} s | {:.1}x |", t / ps));
             }
             row.push_str(&format!(" {} |", loads[hosts].join("; ")));
             println!("{row}");
-            if !names.is_empty() {
+            if fastest_peer.is_finite() {
                 goals.push(format!(
                     "{hosts} hosts {run}: fastest peer / provision = {:.1}x (goal >= 3x: {})",
                     fastest_peer / ps,

@@ -22,10 +22,11 @@
 //!
 //! Ansible is given its fastest fair settings: `pipelining = True`, its default multiplexing
 //! (`ControlMaster=auto`, `ControlPersist=60s`, so the no-op re-run, which starts right after the
-//! cold run, reuses the cold run's ssh masters; provision opens its connections anew on every
-//! run), the same forks, an explicit `ansible_python_interpreter` (no discovery), and a fact
-//! subset limited to what the play needs (network + ssh host keys). Host keys are checked
-//! strictly against the fleet's known_hosts on both sides.
+//! cold run, reuses the cold run's ssh masters, as provision's no-op run reuses its own since
+//! masters outlive a run), the same forks, a 60 s connect timeout, an explicit
+//! `ansible_python_interpreter` (no discovery), and a fact subset limited to what the play needs
+//! (network + ssh host keys). Host keys are checked strictly against the fleet's known_hosts on
+//! both sides.
 //!
 //! Environment: `BENCH_HOSTS` (default 50, at least 2), `BENCH_REPS` (default 3), `BENCH_FORKS`
 //! (default 50), `BENCH_ONLY=provision` (time this side only, no ratio), `BENCH_HOLD=1`

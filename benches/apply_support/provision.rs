@@ -10,8 +10,18 @@ use super::{PASSWORD, PROVISION};
 use crate::nshost::Fleet;
 
 pub fn provision_inventory(fleet: &Fleet) -> String {
+    provision_inventory_with(fleet, &[])
+}
+
+/// The inventory with more `ssh` options for every host (`ansible_ssh_common_args`).
+pub fn provision_inventory_with(fleet: &Fleet, ssh_args: &[&str]) -> String {
+    let common = if ssh_args.is_empty() {
+        String::new()
+    } else {
+        format!("    ansible_ssh_common_args: \"{}\"\n", ssh_args.join(" "))
+    };
     let mut s = format!(
-        "all:\n  vars:\n    ansible_user: root\n    ansible_ssh_private_key_file: {}\n    netdump_manage_packages: false\n    netdump_manage_services: false\n  children:\n    netdump_servers:\n      hosts:\n        srv:\n          ansible_host: {}\n    netdump_clients:\n      vars:\n        netdump_client_flavor: netdump\n        netdump_netlogaddr: NONE\n      hosts:\n",
+        "all:\n  vars:\n{common}    ansible_user: root\n    ansible_ssh_private_key_file: {}\n    netdump_manage_packages: false\n    netdump_manage_services: false\n  children:\n    netdump_servers:\n      hosts:\n        srv:\n          ansible_host: {}\n    netdump_clients:\n      vars:\n        netdump_client_flavor: netdump\n        netdump_netlogaddr: NONE\n      hosts:\n",
         fleet.client_key_path().display(),
         fleet.host("srv").address
     );

@@ -40,14 +40,21 @@ SERVER = "netdump_servers" in host.groups
 
 
 def server_facts():
-    # Read once from the server, whichever host asks first.
-    if not bench_keys.SERVER:
-        srv = inventory.get_host(B.SERVER)
-        mac = srv.get_fact(Command, command="cat /sys/class/net/$(" + DEFAULT_DEV + ")/address")
-        keys = srv.get_fact(Command, command="cat /etc/ssh/ssh_host_*_key.pub")
-        bench_keys.SERVER["mac"] = mac.strip()
-        bench_keys.SERVER["keys"] = [" ".join(l.split()[:2]) for l in keys.splitlines() if l.strip()]
+    # Read once from the server, whichever host asks first. pyinfra prepares hosts in
+    # concurrent greenlets: without the lock every client would open its own channels on the
+    # server's one connection at once, past sshd's MaxSessions.
+    with bench_keys.LOCK:
+        if not bench_keys.SERVER:
+            read_server_facts()
     return bench_keys.SERVER
+
+
+def read_server_facts():
+    srv = inventory.get_host(B.SERVER)
+    mac = srv.get_fact(Command, command="cat /sys/class/net/$(" + DEFAULT_DEV + ")/address")
+    keys = srv.get_fact(Command, command="cat /etc/ssh/ssh_host_*_key.pub")
+    bench_keys.SERVER["mac"] = mac.strip()
+    bench_keys.SERVER["keys"] = [" ".join(l.split()[:2]) for l in keys.splitlines() if l.strip()]
 
 
 if SERVER:
@@ -183,7 +190,11 @@ impl PyinfraProject {
         super::write_static_files(&files, fleet.hosts().len() - 1);
         let sink = super::SINK;
         std::fs::write(d.join("deploy.py"), DEPLOY).unwrap();
-        std::fs::write(d.join("bench_keys.py"), "KEYS = {}\nSERVER = {}\n").unwrap();
+        std::fs::write(
+            d.join("bench_keys.py"),
+            "from gevent.lock import Semaphore\n\nKEYS = {}\nSERVER = {}\nLOCK = Semaphore()\n",
+        )
+        .unwrap();
         std::fs::write(
             d.join("config.py"),
             format!("CONNECT_TIMEOUT = {}\n", super::CONNECT_TIMEOUT),
