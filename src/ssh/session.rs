@@ -74,6 +74,7 @@ pub async fn connect(target: &Target, opts: &SshOptions) -> Result<SshHost, SshE
     }
     let opts = &opts;
     let control_dir = prepare_control_dir(opts).map_err(other)?;
+    sweep_dead_masters_once(&control_dir);
     let session = launch(target, opts, &common, &control_dir).await?;
     tracing::debug!(host = %target.name, address = %target.address, port = target.port, "ssh master up");
     Ok(SshHost {
@@ -318,6 +319,44 @@ async fn resume_master(dir: &Path, timeout: Duration) -> Option<Session> {
             drop(session);
             let _ = std::fs::remove_dir_all(dir);
             None
+        }
+    }
+}
+
+/// Removes, once per process and control directory, the kept-master directories whose master has
+/// exited (nothing accepts on the socket any more), so they do not pile up run after run.
+fn sweep_dead_masters_once(control_dir: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.iter().any(|d| d == control_dir) {
+            return;
+        }
+        swept.push(control_dir.to_path_buf());
+    }
+    sweep_dead_masters(control_dir);
+}
+
+fn sweep_dead_masters(control_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(control_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_kept = name.to_str().is_some_and(|n| n.starts_with("m-"));
+        if !is_kept || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let socket = entry.path().join("master");
+        let dead = match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ),
+        };
+        if dead {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -582,6 +621,26 @@ impl Remote for SshHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_kept_masters_are_swept_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dead = tmp.path().join("m-dead");
+        let live = tmp.path().join("m-live");
+        let other = tmp.path().join(".ssh-connection1234");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        // A socket nobody listens on any more, one that still accepts, and a directory that is
+        // not a kept master (left alone whatever it holds).
+        drop(std::os::unix::net::UnixListener::bind(dead.join("master")).unwrap());
+        let _listener = std::os::unix::net::UnixListener::bind(live.join("master")).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(other.join("master")).unwrap());
+        sweep_dead_masters(tmp.path());
+        assert!(!dead.exists(), "dead master kept");
+        assert!(live.join("master").exists(), "live master removed");
+        assert!(other.exists(), "not ours to sweep");
+    }
 
     #[test]
     fn control_dir_length_is_checked() {
