@@ -253,7 +253,8 @@ async fn launch(
 
 /// The directory name under which a master is kept for later runs: a digest of everything that
 /// decides where it connects and what it trusts — user, address, port, key file, known_hosts file
-/// and host-key policy, the generated ssh config (inventory options and the included config) —
+/// and host-key policy, the keepalive interval, the generated ssh config (inventory options and
+/// the included config) —
 /// and of the identity and modification time of the files among those, so that editing
 /// known_hosts, the key or an ssh config makes the next run connect anew.
 fn master_name(target: &Target, opts: &SshOptions, config: &str) -> String {
@@ -295,6 +296,9 @@ fn master_name(target: &Target, opts: &SshOptions, config: &str) -> String {
     field(target.address.as_bytes());
     field(&target.port.to_le_bytes());
     field(&[u8::from(opts.accept_new_host_keys)]);
+    // The keepalive interval is fixed when a master starts, and decides how soon a dead host is
+    // noticed.
+    field(&opts.keepalive_interval.as_secs().to_le_bytes());
     field(config.as_bytes());
     for f in &files {
         field(f.as_os_str().as_encoded_bytes());
