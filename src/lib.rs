@@ -14,7 +14,7 @@ pub mod receiver_binary;
 pub mod receiver_cmd;
 mod report;
 pub mod resources;
-mod roles;
+pub mod roles;
 pub mod secret;
 pub mod settings;
 pub mod sink;

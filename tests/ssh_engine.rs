@@ -576,3 +576,52 @@ async fn files_are_written_atomically_through_become() {
     );
     assert!(!std::path::Path::new("/etc/ndp test.conf").exists());
 }
+
+/// A second connection to the same host with the same settings goes through the master the
+/// first one left (same TCP connection, so no new handshake); editing known_hosts, or the master
+/// dying with the host, makes the next connection a fresh one.
+#[tokio::test(flavor = "multi_thread")]
+async fn masters_are_reused_until_the_settings_or_the_master_change() {
+    if !require_root_tools() {
+        return;
+    }
+    let fleet = Fleet::start(&["h1"]);
+    // The client address and port of the TCP connection the command came through.
+    let conn = |_: &SshHost| cmd("echo \"$SSH_CONNECTION\"");
+    let first = connect_root(&fleet, "h1").await;
+    let a = first.run(conn(&first)).await.unwrap().stdout_str();
+    drop(first);
+    // Another run's sweep of dead masters connects to the socket and hangs up: the master
+    // must live on.
+    let kept: Vec<_> = std::fs::read_dir(fleet.path().join("c"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("master"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(kept.len(), 1, "one kept master expected: {kept:?}");
+    drop(std::os::unix::net::UnixStream::connect(&kept[0]).unwrap());
+    let second = connect_root(&fleet, "h1").await;
+    let b = second.run(conn(&second)).await.unwrap().stdout_str();
+    assert!(!a.trim().is_empty());
+    assert_eq!(a, b, "the second connection did not reuse the master");
+    drop(second);
+
+    // known_hosts edited (same content, new modification time): a new connection.
+    let kh = fleet.known_hosts_path();
+    let text = std::fs::read(&kh).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&kh, &text).unwrap();
+    let third = connect_root(&fleet, "h1").await;
+    let c = third.run(conn(&third)).await.unwrap().stdout_str();
+    assert_ne!(b, c, "a master was reused after known_hosts changed");
+    drop(third);
+
+    // The host's sshd and sessions die (the kept master with them): connecting starts anew.
+    let h1 = fleet.host("h1");
+    h1.stop();
+    h1.start_sshd();
+    let fourth = connect_root(&fleet, "h1").await;
+    let d = fourth.run(conn(&fourth)).await.unwrap().stdout_str();
+    assert_ne!(c, d, "a dead master was reused");
+}

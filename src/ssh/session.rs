@@ -22,8 +22,9 @@ use super::errors::classify_connect_failure;
 use super::options::{CommonArgs, SshOptions, parse_common_args};
 use super::remote::{CommandOutput, Remote, RemoteCommand, SshError, Target};
 
-/// An idle master exits after this long, so a killed `provision` leaves no ssh behind for long.
-/// [`SshHost`] reconnects transparently when a step finds its master gone.
+/// An idle master exits after this long. Masters outlive the run that started them, so that the
+/// next run within this time reuses them instead of connecting anew (as Ansible's ControlPersist
+/// does); [`SshHost`] reconnects transparently when a step finds its master gone.
 const CONTROL_PERSIST_SECS: usize = 600;
 /// Longest unix socket path (`sun_path` is 104 bytes on BSDs/macOS, 108 on Linux; keep to the
 /// smaller one, including the terminating NUL).
@@ -73,6 +74,7 @@ pub async fn connect(target: &Target, opts: &SshOptions) -> Result<SshHost, SshE
     }
     let opts = &opts;
     let control_dir = prepare_control_dir(opts).map_err(other)?;
+    sweep_dead_masters_once(&control_dir);
     let session = launch(target, opts, &common, &control_dir).await?;
     tracing::debug!(host = %target.name, address = %target.address, port = target.port, "ssh master up");
     Ok(SshHost {
@@ -216,16 +218,25 @@ async fn launch(
         b.user_known_hosts_file(kh);
     }
 
+    // A master left by an earlier run to the same destination with the same settings (see
+    // master_name) is used again: its host key was checked and the user authenticated.
+    let reuse_dir = control_dir.join(master_name(target, opts, &config));
+    if let Some(session) = resume_master(&reuse_dir, opts.connect_timeout).await {
+        tracing::debug!(host = %target.name, "ssh master of an earlier run reused");
+        return Ok(session);
+    }
+
     // ConnectTimeout bounds TCP connect and the banner; this bounds the rest (kex, auth).
     let bound = opts.connect_timeout * 3 + Duration::from_secs(5);
-    match tokio::time::timeout(bound, b.connect_mux(&target.address)).await {
+    let (b, destination) = b.resolve(&target.address);
+    match tokio::time::timeout(bound, b.launch_master(destination)).await {
         Err(_) => Err(SshError::Connect {
             host: target.name.clone(),
             address: format!("{}:{}", target.address, target.port),
             reason: format!("no ssh session after {}s", bound.as_secs()),
             hint: "The host accepted TCP but did not finish the ssh handshake: overloaded, or not an ssh server on that port?".into(),
         }),
-        Ok(Ok(session)) => Ok(session),
+        Ok(Ok(dir)) => Ok(keep_master(dir, &reuse_dir)),
         Ok(Err(openssh::Error::Connect(e))) => Err(classify_connect_failure(
             target,
             &known_hosts_display(opts),
@@ -237,6 +248,140 @@ async fn launch(
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default()
         ))),
+    }
+}
+
+/// The directory name under which a master is kept for later runs: a digest of everything that
+/// decides where it connects and what it trusts — user, address, port, key file, known_hosts file
+/// and host-key policy, the keepalive interval, the generated ssh config (inventory options and
+/// the included config) —
+/// and of the identity and modification time of the files among those, so that editing
+/// known_hosts, the key or an ssh config makes the next run connect anew.
+fn master_name(target: &Target, opts: &SshOptions, config: &str) -> String {
+    use sha2::Digest;
+    fn file_stamp(path: &Path) -> String {
+        match std::fs::metadata(path) {
+            Ok(m) => format!(
+                "{}:{}:{}:{}.{}",
+                m.dev(),
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec()
+            ),
+            Err(_) => "absent".into(),
+        }
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut files: Vec<PathBuf> = Vec::new();
+    files.extend(target.private_key_file.clone());
+    match &opts.known_hosts {
+        Some(kh) => files.push(kh.clone()),
+        None => files.extend(home.as_ref().map(|h| h.join(".ssh/known_hosts"))),
+    }
+    match &opts.ssh_config {
+        Some(c) => files.push(c.clone()),
+        None => {
+            files.extend(home.as_ref().map(|h| h.join(".ssh/config")));
+            files.push(PathBuf::from("/etc/ssh/ssh_config"));
+        }
+    }
+    let mut h = sha2::Sha256::new();
+    let mut field = |v: &[u8]| {
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v);
+    };
+    field(b"provision ssh master v1");
+    field(target.user.as_deref().unwrap_or("").as_bytes());
+    field(target.address.as_bytes());
+    field(&target.port.to_le_bytes());
+    field(&[u8::from(opts.accept_new_host_keys)]);
+    // The keepalive interval is fixed when a master starts, and decides how soon a dead host is
+    // noticed.
+    field(&opts.keepalive_interval.as_secs().to_le_bytes());
+    field(config.as_bytes());
+    for f in &files {
+        field(f.as_os_str().as_encoded_bytes());
+        field(file_stamp(f).as_bytes());
+    }
+    let digest = h.finalize();
+    format!("m-{}", hex::encode(&digest[..8]))
+}
+
+/// A live master kept in `dir` by an earlier run, or `None` (then whatever is left there is
+/// removed: the master exited, its socket is stale).
+async fn resume_master(dir: &Path, timeout: Duration) -> Option<Session> {
+    let ctl = dir.join("master");
+    if std::fs::symlink_metadata(&ctl).is_err() {
+        return None;
+    }
+    let session = Session::resume_mux(ctl.into_boxed_path(), Some(dir.join("log").into()));
+    match tokio::time::timeout(timeout.max(Duration::from_secs(1)), session.check()).await {
+        Ok(Ok(())) => Some(session),
+        _ => {
+            // Resumed sessions are not shut down on drop; this one is dead anyway.
+            drop(session);
+            let _ = std::fs::remove_dir_all(dir);
+            None
+        }
+    }
+}
+
+/// Removes, once per process and control directory, the kept-master directories whose master has
+/// exited (nothing accepts on the socket any more), so they do not pile up run after run.
+fn sweep_dead_masters_once(control_dir: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.iter().any(|d| d == control_dir) {
+            return;
+        }
+        swept.push(control_dir.to_path_buf());
+    }
+    sweep_dead_masters(control_dir);
+}
+
+fn sweep_dead_masters(control_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(control_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_kept = name.to_str().is_some_and(|n| n.starts_with("m-"));
+        if !is_kept || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let socket = entry.path().join("master");
+        let dead = match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ),
+        };
+        if dead {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Turns a freshly launched master into one the next run can find: its directory is renamed to
+/// `reuse_dir` (inside the same private control directory) and the master is left running when
+/// this process ends, until it has been idle for [`CONTROL_PERSIST_SECS`]. When the name is
+/// taken (another provision run connected to the same host at the same moment), the master stays
+/// private to this run and ends with it, as masters always did.
+fn keep_master(dir: tempfile::TempDir, reuse_dir: &Path) -> Session {
+    // rename(2) does not replace a non-empty directory: a master another run just kept there
+    // stays.
+    match std::fs::rename(dir.path(), reuse_dir) {
+        Ok(()) => {
+            let _ = dir.keep();
+            Session::resume_mux(
+                reuse_dir.join("master").into_boxed_path(),
+                Some(reuse_dir.join("log").into_boxed_path()),
+            )
+        }
+        Err(_) => Session::new_native_mux(dir),
     }
 }
 
@@ -480,6 +625,26 @@ impl Remote for SshHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_kept_masters_are_swept_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dead = tmp.path().join("m-dead");
+        let live = tmp.path().join("m-live");
+        let other = tmp.path().join(".ssh-connection1234");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        // A socket nobody listens on any more, one that still accepts, and a directory that is
+        // not a kept master (left alone whatever it holds).
+        drop(std::os::unix::net::UnixListener::bind(dead.join("master")).unwrap());
+        let _listener = std::os::unix::net::UnixListener::bind(live.join("master")).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(other.join("master")).unwrap());
+        sweep_dead_masters(tmp.path());
+        assert!(!dead.exists(), "dead master kept");
+        assert!(live.join("master").exists(), "live master removed");
+        assert!(other.exists(), "not ours to sweep");
+    }
 
     #[test]
     fn control_dir_length_is_checked() {
