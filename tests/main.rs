@@ -10,6 +10,7 @@ mod cli_inventory;
 mod crash_storm;
 mod crashes_fleet;
 mod inventory_settings;
+mod lab_crash_kinds;
 mod lab_demo;
 mod lab_e2e;
 mod lab_kdump_recipe;

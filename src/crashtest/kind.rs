@@ -3,7 +3,7 @@
 //! Each kind maps to a way of provoking it (the kernel's sysrq, a point of lkdtm — the kernel's
 //! own crash test module, `/sys/kernel/debug/provoke-crash/DIRECT` — or something any kernel
 //! does), the sysctls that turn its report into a panic (so kdump runs), and the title and
-//! kind `crate::triage` gives the report. The sysctls are written live only: they are gone after
+//! kind `netdump_triage` gives the report. The sysctls are written live only: they are gone after
 //! the reboot the crash causes, nothing persists.
 
 use serde::Serialize;
@@ -80,8 +80,8 @@ pub struct Expected {
 /// Where lkdtm's direct trigger lives (debugfs).
 pub const LKDTM_DIRECT: &str = "/sys/kernel/debug/provoke-crash/DIRECT";
 
-/// How long the frozen-filesystem hung task waits before the kernel reports it. Short, so a
-/// test run does not wait the kernel's default two minutes; it is a live setting only.
+/// How long a hung task waits before the kernel reports it. Short, so a test run does not wait
+/// the kernel's default two minutes; it is a live setting only.
 pub const HUNG_TASK_TIMEOUT_SECS: u32 = 10;
 
 /// When the crash did not happen, the provoking script puts the old sysctl values back (and
@@ -170,21 +170,20 @@ impl CrashKind {
 
     /// Sysctls (`/proc/sys` paths relative to it, value) set for the run so the report ends in
     /// a panic, which is what starts the capture kernel. Not persisted.
-    pub fn sysctls(self, method: Method) -> Vec<(&'static str, String)> {
+    pub fn sysctls(self) -> Vec<(&'static str, String)> {
         match self {
             CrashKind::Sysrq | CrashKind::Panic => vec![],
             CrashKind::Bug | CrashKind::Oops => vec![("kernel/panic_on_oops", "1".into())],
             CrashKind::Warning => vec![("kernel/panic_on_warn", "1".into())],
-            CrashKind::HungTask => {
-                let mut v = vec![("kernel/hung_task_panic", "1".into())];
-                if method == Method::FrozenFs {
-                    v.push((
-                        "kernel/hung_task_timeout_secs",
-                        HUNG_TASK_TIMEOUT_SECS.to_string(),
-                    ));
-                }
-                v
-            }
+            // Whichever way the task hangs, the kernel's default two minutes would outlast
+            // the console wait.
+            CrashKind::HungTask => vec![
+                ("kernel/hung_task_panic", "1".into()),
+                (
+                    "kernel/hung_task_timeout_secs",
+                    HUNG_TASK_TIMEOUT_SECS.to_string(),
+                ),
+            ],
             CrashKind::SoftLockup => vec![("kernel/softlockup_panic", "1".into())],
             CrashKind::Oom => vec![("vm/panic_on_oom", "1".into())],
         }
@@ -272,7 +271,7 @@ pub fn parse_lkdtm_probe(text: &str) -> LkdtmProbe {
 /// `systemd-run` or `nohup` — so the ssh command returns before the kernel dies. Prints
 /// `triggered` last.
 pub fn trigger_script(kind: CrashKind, method: Method) -> String {
-    let sysctls = kind.sysctls(method);
+    let sysctls = kind.sysctls();
     let mut s = String::from("set -e\n");
     let mut restore = String::new();
     // The old values reach the detached shell as its positional parameters ($1, $2, ...):
@@ -388,45 +387,33 @@ mod tests {
 
     #[test]
     fn sysctls_make_each_report_a_panic() {
-        let names = |k: CrashKind, m| -> Vec<String> {
-            k.sysctls(m)
-                .into_iter()
-                .map(|(p, v)| format!("{p}={v}"))
-                .collect()
-        };
-        assert!(names(CrashKind::Sysrq, Method::Sysrq).is_empty());
-        assert!(names(CrashKind::Panic, Method::Lkdtm("PANIC")).is_empty());
-        assert_eq!(
-            names(CrashKind::Oops, Method::Lkdtm("EXCEPTION")),
-            ["kernel/panic_on_oops=1"]
-        );
-        assert_eq!(
-            names(CrashKind::Bug, Method::Lkdtm("BUG")),
-            ["kernel/panic_on_oops=1"]
-        );
-        assert_eq!(
-            names(CrashKind::Warning, Method::Lkdtm("WARNING")),
-            ["kernel/panic_on_warn=1"]
-        );
-        assert_eq!(
-            names(CrashKind::HungTask, Method::Lkdtm("HUNG_TASK")),
-            ["kernel/hung_task_panic=1"]
-        );
-        assert_eq!(
-            names(CrashKind::HungTask, Method::FrozenFs),
-            [
-                "kernel/hung_task_panic=1",
-                "kernel/hung_task_timeout_secs=10"
-            ]
-        );
-        assert_eq!(
-            names(CrashKind::SoftLockup, Method::Lkdtm("SOFTLOCKUP")),
-            ["kernel/softlockup_panic=1"]
-        );
-        assert_eq!(
-            names(CrashKind::Oom, Method::MemoryHog),
-            ["vm/panic_on_oom=1"]
-        );
+        let names: Vec<(CrashKind, Vec<String>)> = CrashKind::ALL
+            .iter()
+            .map(|&k| {
+                let v = k.sysctls().into_iter().map(|(p, v)| format!("{p}={v}"));
+                (k, v.collect())
+            })
+            .collect();
+        let want: [(CrashKind, &[&str]); 8] = [
+            (CrashKind::Sysrq, &[]),
+            (CrashKind::Panic, &[]),
+            (CrashKind::Bug, &["kernel/panic_on_oops=1"]),
+            (CrashKind::Oops, &["kernel/panic_on_oops=1"]),
+            (CrashKind::Warning, &["kernel/panic_on_warn=1"]),
+            (
+                CrashKind::HungTask,
+                &[
+                    "kernel/hung_task_panic=1",
+                    "kernel/hung_task_timeout_secs=10",
+                ],
+            ),
+            (CrashKind::SoftLockup, &["kernel/softlockup_panic=1"]),
+            (CrashKind::Oom, &["vm/panic_on_oom=1"]),
+        ];
+        for ((k, got), (wk, w)) in names.iter().zip(want) {
+            assert_eq!(*k, wk);
+            assert_eq!(got, w, "{k:?}");
+        }
     }
 
     /// The expected titles are what triage really names such reports (logs shaped like a
