@@ -69,8 +69,9 @@ pub struct TestCrashArgs {
     pub connect: ConnectArgs,
 }
 
+/// How one phase of a host's test crash went (time, verdict, what was seen), for the report.
 #[derive(Debug, Clone, Serialize)]
-pub struct Phase {
+pub struct PhaseReport {
     pub name: String,
     pub secs: f64,
     pub ok: bool,
@@ -83,7 +84,7 @@ pub struct HostResult {
     pub passed: bool,
     /// The crash kind provoked (`--kind`).
     pub kind: CrashKind,
-    pub phases: Vec<Phase>,
+    pub phases: Vec<PhaseReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dump_dir: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,7 +112,7 @@ pub fn junit_message(r: &HostResult) -> Option<String> {
 
 /// Runs the phases of one host, recording each one's time and outcome.
 struct Recorder {
-    phases: Vec<Phase>,
+    phases: Vec<PhaseReport>,
     /// The crash found in the kernel log (set by the verify phase, also when it is not the
     /// expected one).
     crash: Option<CrashSummary>,
@@ -134,7 +135,7 @@ impl Recorder {
             Ok(v) => (true, detail(v)),
             Err(e) => (false, e.to_string()),
         };
-        self.phases.push(Phase {
+        self.phases.push(PhaseReport {
             name: name.into(),
             secs,
             ok,
