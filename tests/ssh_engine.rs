@@ -624,4 +624,21 @@ async fn masters_are_reused_until_the_settings_or_the_master_change() {
     let fourth = connect_root(&fleet, "h1").await;
     let d = fourth.run(conn(&fourth)).await.unwrap().stdout_str();
     assert_ne!(c, d, "a dead master was reused");
+    drop(fourth);
+
+    // Tearing the hosts down closes the masters that pin their known_hosts (as `lab down`
+    // does): the next connection is a new one.
+    let control = fleet.path().join("c");
+    let other = netdump_provision::ssh::close_kept_masters(Some(&control), "/no/such/known_hosts");
+    assert_eq!(
+        other.await,
+        0,
+        "only masters that mention the needle are closed"
+    );
+    let closed =
+        netdump_provision::ssh::close_kept_masters(Some(&control), &kh.display().to_string()).await;
+    assert!(closed >= 1, "the kept master was not closed");
+    let fifth = connect_root(&fleet, "h1").await;
+    let e = fifth.run(conn(&fifth)).await.unwrap().stdout_str();
+    assert_ne!(d, e, "a closed master was reused");
 }

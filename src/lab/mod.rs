@@ -449,6 +449,13 @@ pub async fn down(cfg: &LabConfig) -> Result<(), LabError> {
         }
     }
     net::down(&plan_for_state(cfg)?).await?;
+    // Masters that apply or test-crash kept for the lab's VMs (they pin this lab's known_hosts)
+    // would otherwise wait for their idle timeout to notice the hosts are gone.
+    let closed =
+        crate::ssh::close_kept_masters(None, &cfg.known_hosts().display().to_string()).await;
+    if closed > 0 {
+        eprintln!("lab: closed {closed} ssh connection(s) to the lab's VMs");
+    }
     // Empty once every VM is gone; a failure here only means something else lives there.
     let _ = std::fs::remove_dir(cfg.state_dir.join("vms"));
     Ok(())

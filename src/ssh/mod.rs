@@ -20,5 +20,5 @@ pub mod upload;
 
 pub use options::SshOptions;
 pub use remote::{CommandOutput, Remote, RemoteCommand, SshError, Target};
-pub use session::{SshHost, connect};
+pub use session::{SshHost, close_kept_masters, connect};
 pub use upload::RemoteFile;

@@ -236,7 +236,7 @@ async fn launch(
             reason: format!("no ssh session after {}s", bound.as_secs()),
             hint: "The host accepted TCP but did not finish the ssh handshake: overloaded, or not an ssh server on that port?".into(),
         }),
-        Ok(Ok(dir)) => Ok(keep_master(dir, &reuse_dir)),
+        Ok(Ok(dir)) => Ok(keep_master(dir, &reuse_dir, &about_master(target, opts, &config))),
         Ok(Err(openssh::Error::Connect(e))) => Err(classify_connect_failure(
             target,
             &known_hosts_display(opts),
@@ -327,6 +327,60 @@ async fn resume_master(dir: &Path, timeout: Duration) -> Option<Session> {
     }
 }
 
+/// The file in a kept master's directory that says where it connects (no secrets: the
+/// destination and the generated ssh config, which names files but holds no key material).
+const ABOUT: &str = "about";
+
+fn about_master(target: &Target, opts: &SshOptions, config: &str) -> String {
+    format!(
+        "destination {}@{}:{}\nknown_hosts {}\n{config}",
+        target.user.as_deref().unwrap_or(""),
+        target.address,
+        target.port,
+        opts.known_hosts
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string()),
+    )
+}
+
+/// Closes the masters kept by earlier runs (in `control_dir`, default the user's) whose
+/// destination or ssh configuration mentions `needle`, e.g. the known_hosts file of a lab that
+/// is being torn down: their hosts are gone, and a master must not outlive them until its idle
+/// timeout. Returns how many were closed.
+pub async fn close_kept_masters(control_dir: Option<&Path>, needle: &str) -> usize {
+    let control_dir = control_dir.map_or_else(default_control_dir, Path::to_path_buf);
+    let Ok(entries) = std::fs::read_dir(control_dir) else {
+        return 0;
+    };
+    let mut closed = 0;
+    for entry in entries.flatten() {
+        let kept = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("m-"));
+        let about = std::fs::read_to_string(entry.path().join(ABOUT)).unwrap_or_default();
+        if !kept || needle.is_empty() || !about.contains(needle) {
+            continue;
+        }
+        // `-O exit` asks the master to stop; the destination argument is required but unused.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::process::Command::new("ssh")
+                .arg("-S")
+                .arg(entry.path().join("master"))
+                .args(["-O", "exit", "kept-master"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status(),
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(entry.path());
+        closed += 1;
+    }
+    closed
+}
+
 /// Removes, once per process and control directory, the kept-master directories whose master has
 /// exited (nothing accepts on the socket any more), so they do not pile up run after run.
 fn sweep_dead_masters_once(control_dir: &Path) {
@@ -370,7 +424,10 @@ fn sweep_dead_masters(control_dir: &Path) {
 /// this process ends, until it has been idle for [`CONTROL_PERSIST_SECS`]. When the name is
 /// taken (another provision run connected to the same host at the same moment), the master stays
 /// private to this run and ends with it, as masters always did.
-fn keep_master(dir: tempfile::TempDir, reuse_dir: &Path) -> Session {
+fn keep_master(dir: tempfile::TempDir, reuse_dir: &Path, about: &str) -> Session {
+    // What the master is for, so that whoever tears the hosts down can close their masters
+    // (close_kept_masters). Written before the rename: a kept directory always has it.
+    let _ = std::fs::write(dir.path().join(ABOUT), about);
     // rename(2) does not replace a non-empty directory: a master another run just kept there
     // stays.
     match std::fs::rename(dir.path(), reuse_dir) {
