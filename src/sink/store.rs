@@ -444,7 +444,7 @@ impl Store {
             &self.client,
             &self.path_of(asked),
         ));
-        // The same hook netdump dumps run (docs/netdump-protocol.md, "Server files and hooks"): kdump dumps too.
+        // The same hook netdump dumps run (docs/netdump-wire.md, "Server files and hooks"): kdump dumps too.
         self.run_hook("netdump-crash", &self.path_of(asked));
         Ok(asked.clone())
     }

@@ -5,7 +5,7 @@
 //! keeps it that way. The receiver crate drives it.
 //!
 //! - [`wire`]: netdump frames and the classifier of datagrams arriving on the netdump port
-//!   (docs/netdump-protocol.md).
+//!   (docs/netdump-wire.md).
 //! - [`session`]: one crashing netdump client as a state machine, `(input, now) -> actions`,
 //!   with [`session::Session::poll_timeout`] telling the driver when it next needs a tick.
 //! - [`vmcore`]: the ELF core header `crash` recognises as a netdump dump (docs/vmcore.md).

@@ -1,4 +1,4 @@
-//! One crashing netdump client, as a pure state machine (docs/netdump-protocol.md, "A dump, step by step"):
+//! One crashing netdump client, as a pure state machine (docs/netdump-wire.md, "A dump, step by step"):
 //! `handle(input, now) -> actions`. No sockets, files or clocks: the server feeds it decoded
 //! replies and timer ticks and performs the actions it returns, in order.
 //!

@@ -42,7 +42,7 @@ impl Abi {
     }
 }
 
-/// Expected `elf_gregset_t` size for the arches whose layout is known (docs/netdump-protocol.md, "A dump, step by step", step 4).
+/// Expected `elf_gregset_t` size for the arches whose layout is known (docs/netdump-wire.md, "A dump, step by step", step 4).
 pub fn gregset_size(machine_nr: u16) -> Option<usize> {
     match machine_nr {
         machine::I386 => Some(17 * 4),

@@ -1,4 +1,4 @@
-//! netdump wire format (docs/netdump-protocol.md, "Frames"): the 24-byte server→client request, the 13-byte-header
+//! netdump wire format (docs/netdump-wire.md, "Frames"): the 24-byte server→client request, the 13-byte-header
 //! client→server reply, START text fields, and the datagram classifier for port 6666.
 //! Pure code: no IO, no allocation on the decode path.
 
@@ -17,7 +17,7 @@ pub const SERVER_VERSION: u32 = 5;
 /// Size of one memory chunk in a `REPLY_MEM` frame.
 pub const CHUNK: usize = 1024;
 
-/// Server → client commands (docs/netdump-protocol.md, "Frames").
+/// Server → client commands (docs/netdump-wire.md, "Frames").
 pub mod cmd {
     pub const NONE: u32 = 0;
     pub const SEND_MEM: u32 = 1;
@@ -31,7 +31,7 @@ pub mod cmd {
     pub const SHOW_STATE: u32 = 9;
 }
 
-/// Client → server reply codes (docs/netdump-protocol.md, "Frames").
+/// Client → server reply codes (docs/netdump-wire.md, "Frames").
 pub mod code {
     pub const NONE: u32 = 0;
     pub const ERROR: u32 = 1;
@@ -179,7 +179,7 @@ impl<'a> Reply<'a> {
     }
 }
 
-/// What a datagram arriving on port 6666 is (docs/netdump-protocol.md, "Frames").
+/// What a datagram arriving on port 6666 is (docs/netdump-wire.md, "Frames").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Datagram<'a> {
     /// A netdump frame other than LOG (START, replies to requests).
@@ -209,7 +209,7 @@ pub fn classify(b: &[u8]) -> Datagram<'_> {
     }
 }
 
-/// Fields of a `REPLY_START_NETDUMP` (docs/netdump-protocol.md, "A dump, step by step", step 2).
+/// Fields of a `REPLY_START_NETDUMP` (docs/netdump-wire.md, "A dump, step by step", step 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StartInfo {
     /// ELF `e_machine` (the START's `nr`; i386 for legacy clients).

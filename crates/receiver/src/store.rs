@@ -1,4 +1,4 @@
-//! Everything the receiver puts on disk, all under the dump dir (docs/netdump-protocol.md, "Server files and hooks", docs/server-layout.md):
+//! Everything the receiver puts on disk, all under the dump dir (docs/netdump-wire.md, "Server files and hooks", docs/server-layout.md):
 //! per-crash directories `<ip>-<YYYY-MM-DD-HH:MM:SS>` (0700) with `log` and
 //! `vmcore-incomplete` (0600, renamed to `vmcore`), magic files, hook scripts, free-space checks.
 //! Paths are built only from the socket's IPv4 address and the clock, never from packet bytes.

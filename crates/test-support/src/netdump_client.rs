@@ -1,4 +1,4 @@
-//! A netdump client simulator that behaves like the RHEL 4 kernel (docs/netdump-protocol.md, "A dump, step by step"): it sends the
+//! A netdump client simulator that behaves like the RHEL 4 kernel (docs/netdump-wire.md, "A dump, step by step"): it sends the
 //! oops text as netlog `REPLY_LOG` frames from a second socket, then `REPLY_START_NETDUMP`
 //! about once a second until the first queued request is `COMM_START_NETDUMP_ACK`; afterwards
 //! it answers every request exactly once and never retransmits: `REPLY_MEM` chunks for RAM,

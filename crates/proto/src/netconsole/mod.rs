@@ -21,7 +21,7 @@
 //! ## Wiring (server.rs)
 //!
 //! ```text
-//! on datagram (buf, from) that is not a netdump frame (docs/netdump-protocol.md, "Frames"):
+//! on datagram (buf, from) that is not a netdump frame (docs/netdump-wire.md, "Frames"):
 //!     for (ip, ev) in collector.ingest(from.ip(), buf, Instant::now()) {
 //!         store.handle(ip, ev, Utc::now());          // console::ConsoleStore; errors are
 //!     }                                              // already logged and counted
