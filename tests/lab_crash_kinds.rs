@@ -6,7 +6,8 @@
 //! `--kind panic` needs lkdtm: on a kernel without it (Debian 12's) preflight must refuse before
 //! touching anything; with it, the panic must arrive titled `kernel panic: dumptest`.
 //!
-//! Own namespace (`ndlabk`), subnet (198.19.4.0/24) and state dir; the base image cache is shared.
+//! Own lab (support::lab::CRASH_KINDS: namespace and /24) and state dir; the base image cache is
+//! shared.
 //! Takes several minutes under TCG.
 
 use std::path::{Path, PathBuf};
@@ -16,25 +17,12 @@ use std::time::Duration;
 use netdump_provision::lab::{self, LabConfig};
 
 use crate::support;
+use support::nshost::show;
 
-const NETNS: &str = "ndlabk";
-const SUBNET: &str = "198.19.4";
+use support::lab::CRASH_KINDS as LAB;
 
-fn cache_dir() -> PathBuf {
-    std::env::var_os("NETDUMP_LAB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(lab::DEFAULT_CACHE_DIR))
-}
-
-/// The static build when there is one (what `apply` installs as the receiver), as the demo test.
 fn provision_bin() -> PathBuf {
-    support::static_provision().unwrap_or_else(|| {
-        eprintln!(
-            "NOTE: lab crash-kinds test runs the dynamically linked test build; for the static one: {}",
-            support::STATIC_BUILD_HINT
-        );
-        PathBuf::from(env!("CARGO_BIN_EXE_provision"))
-    })
+    support::lab::static_or_test_build("lab crash-kinds test")
 }
 
 fn run(args: &[&str]) -> std::process::Output {
@@ -45,31 +33,7 @@ fn run(args: &[&str]) -> std::process::Output {
 }
 
 fn lab_cmd(state: &Path, args: &[&str]) -> std::process::Output {
-    let mut a: Vec<String> = vec!["lab".into()];
-    a.extend(args.iter().map(|s| s.to_string()));
-    a.extend([
-        "--state-dir".into(),
-        state.display().to_string(),
-        "--cache-dir".into(),
-        cache_dir().display().to_string(),
-        "--netns".into(),
-        NETNS.into(),
-        "--subnet".into(),
-        SUBNET.into(),
-        "--timeout".into(),
-        "2400".into(),
-    ]);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    run(&a)
-}
-
-fn show(o: &std::process::Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    LAB.provision_lab(&provision_bin(), state, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,14 +46,7 @@ async fn hung_task_crash_arrives_triaged_and_lkdtm_kinds_are_checked() {
         .prefix("ndlabk-")
         .tempdir_in("/var/tmp")
         .unwrap();
-    let cfg = LabConfig {
-        state_dir: state.path().to_path_buf(),
-        cache_dir: cache_dir(),
-        netns: NETNS.into(),
-        subnet: [198, 19, 4],
-        mirror: None,
-        timeout: Duration::from_secs(2400),
-    };
+    let cfg = LAB.config(state.path());
     let result = tokio::spawn(exercise(cfg)).await;
     let down = lab_cmd(state.path(), &["down"]);
     assert_eq!(down.status.code(), Some(0), "{}", show(&down));
@@ -105,9 +62,9 @@ async fn exercise(cfg: LabConfig) {
     let known = cfg.known_hosts().display().to_string();
     let apply = run(&["apply", &inv, "--known-hosts", &known]);
     assert_eq!(apply.status.code(), Some(0), "apply: {}", show(&apply));
-    let server = format!("{SUBNET}.10").parse().unwrap();
-    let client = format!("{SUBNET}.11").parse().unwrap();
-    let client_ip = format!("{SUBNET}.11");
+    let server = LAB.ip(10);
+    let client = LAB.ip(11);
+    let client_ip = LAB.ip(11).to_string();
 
     // A hung task, provoked without lkdtm.
     let out = run(&[

@@ -4,58 +4,25 @@
 //! the test then checks independently what landed on the server before `provision lab down`,
 //! which must leave no qemu process, namespace or veth behind.
 //!
-//! Own namespace (`ndlabd`), subnet (198.19.3.0/24) and state dir; the base image cache is shared.
+//! Own lab (support::lab::DEMO: namespace and /24) and state dir; the base image cache is shared.
 //! Takes several minutes under TCG.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use netdump_provision::lab::{self, LabConfig};
 
-const NETNS: &str = "ndlabd";
-const SUBNET: &str = "198.19.3";
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("NETDUMP_LAB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(lab::DEFAULT_CACHE_DIR))
-}
-
 use crate::support;
+use support::lab::DEMO as LAB;
+use support::nshost::show;
 
-/// The demo runs the static (musl) build when it exists, as `.ci/demo` does: that is the
-/// program as shipped, and the receiver `apply` installs on the server VM is this same file.
+/// The demo runs the static (musl) build when it exists, as `.ci/demo` does.
 fn provision_bin() -> PathBuf {
-    support::static_provision().unwrap_or_else(|| {
-        eprintln!(
-            "NOTE: lab demo test runs the dynamically linked test build; for the static one: {}",
-            support::STATIC_BUILD_HINT
-        );
-        PathBuf::from(env!("CARGO_BIN_EXE_provision"))
-    })
+    support::lab::static_or_test_build("lab demo test")
 }
 
 fn provision_lab(state: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(provision_bin())
-        .arg("lab")
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--cache-dir")
-        .arg(cache_dir())
-        .args(["--netns", NETNS, "--subnet", SUBNET, "--timeout", "2400"])
-        .output()
-        .expect("run provision lab")
-}
-
-fn show(o: &std::process::Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    LAB.provision_lab(&provision_bin(), state, args)
 }
 
 fn processes_mentioning(needle: &str) -> usize {
@@ -89,14 +56,7 @@ async fn demo_applies_and_proves_a_real_crash_dump() {
     let out = provision_lab(state.path(), &["demo", "--keep"]);
     // The demo's own report (phase timings), shown with --nocapture or on failure.
     eprintln!("{}", show(&out));
-    let cfg = LabConfig {
-        state_dir: state.path().to_path_buf(),
-        cache_dir: cache_dir(),
-        netns: NETNS.into(),
-        subnet: [198, 19, 3],
-        mirror: None,
-        timeout: Duration::from_secs(2400),
-    };
+    let cfg = LAB.config(state.path());
     let result = tokio::spawn(checks(cfg, out, state.path().to_path_buf())).await;
 
     let down = provision_lab(state.path(), &["down"]);
@@ -108,12 +68,12 @@ async fn demo_applies_and_proves_a_real_crash_dump() {
     );
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(
-        !String::from_utf8_lossy(&netns.stdout).contains(NETNS),
+        !String::from_utf8_lossy(&netns.stdout).contains(LAB.netns),
         "namespace left behind"
     );
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
     assert!(
-        !String::from_utf8_lossy(&links.stdout).contains(NETNS),
+        !String::from_utf8_lossy(&links.stdout).contains(LAB.netns),
         "veth left behind"
     );
     if let Err(e) = result {
@@ -126,8 +86,8 @@ async fn checks(cfg: LabConfig, out: std::process::Output, state: PathBuf) {
     let text = show(&out);
     assert!(text.contains("second apply: exit 0, 0 changed"), "{text}");
     assert!(text.contains("PASS lab-client1"), "{text}");
-    let server = format!("{SUBNET}.10").parse().unwrap();
-    let client_ip = format!("{SUBNET}.11");
+    let server = LAB.ip(10);
+    let client_ip = LAB.ip(11).to_string();
 
     // Independently of test-crash: a complete dump and a dmesg with the crash line.
     let (ok, listing) = cfg
@@ -173,7 +133,7 @@ async fn checks(cfg: LabConfig, out: std::process::Output, state: PathBuf) {
         "no directory holds dump, dmesg and the console record together:\n{merged}"
     );
     // The client's own key gets the dump sink and nothing else: it cannot even list.
-    let client = format!("{SUBNET}.11").parse().unwrap();
+    let client = LAB.ip(11);
     let (ok, listing) = cfg
         .ssh(
             client,

@@ -8,23 +8,17 @@
 //! Takes several minutes under TCG.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use netdump_provision::lab::{self, LabConfig, cmd};
 
-const NETNS: &str = "ndlabt";
+const NETNS: &str = crate::support::lab::E2E.netns;
 
 fn config(state: &Path) -> LabConfig {
     LabConfig {
-        state_dir: state.to_path_buf(),
-        cache_dir: std::env::var_os("NETDUMP_LAB_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(lab::DEFAULT_CACHE_DIR)),
-        netns: NETNS.into(),
-        subnet: [198, 19, 1],
-        mirror: None,
         timeout: Duration::from_secs(1800),
+        ..crate::support::lab::E2E.config(state)
     }
 }
 

@@ -8,12 +8,9 @@
 //! Takes about 6-8 minutes under TCG.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use netdump_provision::lab::{self, LabConfig, cmd};
-
-const NETNS: &str = "ndlabk";
 
 /// Server side: the netdump user (home /var/crash, 0700), the client key restricted to the
 /// client's address in authorized_keys2, and a UDP listener standing in for the receiver.
@@ -220,14 +217,8 @@ async fn debian_kdump_over_ssh_with_netconsole_on_real_vms() {
     }
     let state = tempfile::tempdir().unwrap();
     let cfg = LabConfig {
-        state_dir: state.path().to_path_buf(),
-        cache_dir: std::env::var_os("NETDUMP_LAB_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(lab::DEFAULT_CACHE_DIR)),
-        netns: NETNS.into(),
-        subnet: [198, 19, 2],
-        mirror: None,
         timeout: Duration::from_secs(1800),
+        ..crate::support::lab::KDUMP_RECIPE.config(state.path())
     };
     let outcome = tokio::spawn({
         let cfg = cfg.clone();

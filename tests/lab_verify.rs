@@ -4,51 +4,27 @@
 //! exactly the client's `kdump_armed`, stopping the receiver fails exactly the server's
 //! `receiver`; no VM reboots.
 //!
-//! Own namespace (`ndlabv`), subnet (198.19.4.0/24) and state dir; the base image cache is shared.
+//! Own lab (support::lab::VERIFY: namespace and /24) and state dir; the base image cache is shared.
 //! Run it alone on the lab (`flock /tmp/ndlab.lock cargo test --test lab_verify`): minutes under
 //! TCG.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use netdump_provision::lab::{self, LabConfig};
 
-const NETNS: &str = "ndlabv";
-const SUBNET: &str = "198.19.4";
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("NETDUMP_LAB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(lab::DEFAULT_CACHE_DIR))
-}
+use crate::support;
+use support::lab::VERIFY as LAB;
+use support::nshost::show;
 
 fn program() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_provision"))
 }
 
 fn provision_lab(state: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(program())
-        .arg("lab")
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--cache-dir")
-        .arg(cache_dir())
-        .args(["--netns", NETNS, "--subnet", SUBNET, "--timeout", "2400"])
-        .output()
-        .expect("run provision lab")
-}
-
-fn show(o: &std::process::Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    LAB.provision_lab(program(), state, args)
 }
 
 /// verify's exit code and failed (host, check) pairs.
@@ -96,8 +72,8 @@ async fn exercise(cfg: LabConfig) {
         .output()
         .unwrap();
     assert_eq!(apply.status.code(), Some(0), "{}", show(&apply));
-    let server: Ipv4Addr = format!("{SUBNET}.10").parse().unwrap();
-    let client: Ipv4Addr = format!("{SUBNET}.11").parse().unwrap();
+    let server: Ipv4Addr = LAB.ip(10);
+    let client: Ipv4Addr = LAB.ip(11);
     let before = (boot_id(&cfg, server).await, boot_id(&cfg, client).await);
 
     let (code, failed, out) = verify(&inv);
@@ -144,14 +120,7 @@ async fn verify_on_real_kernels_names_the_broken_link() {
         .prefix("ndlabv-")
         .tempdir_in("/var/tmp")
         .unwrap();
-    let cfg = LabConfig {
-        state_dir: state.path().to_path_buf(),
-        cache_dir: cache_dir(),
-        netns: NETNS.into(),
-        subnet: [198, 19, 4],
-        mirror: None,
-        timeout: Duration::from_secs(2400),
-    };
+    let cfg = LAB.config(state.path());
     let result = tokio::spawn(exercise(cfg.clone())).await;
     let down = provision_lab(state.path(), &["down"]);
     assert_eq!(down.status.code(), Some(0), "{}", show(&down));

@@ -2,6 +2,7 @@
 //! other crates' tests share too lives in crates/test-support.
 
 pub mod kdump_sim;
+pub mod lab;
 pub mod nshost;
 pub mod receiver_harness;
 pub mod receiver_process;
