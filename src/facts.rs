@@ -83,63 +83,103 @@ pub enum FactsError {
     Missing(&'static str),
 }
 
-/// The probe script. `server` is the dump server address a client must reach.
-pub fn probe_script(server: Option<&str>) -> String {
-    probe_script_with(server, "")
+/// Which facts a probe gathers: those every host needs, plus those of its roles. A host that is
+/// only a client never runs `sshd -T` or reads host keys; a server never resolves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    /// Dump-server facts: host keys, glibc, sshd's `Include` and `MaxStartups`.
+    pub server: bool,
+    /// Client facts, with the dump server the client must reach: ssh version, the ssh client's
+    /// `Include`, a netdump module, the route and next-hop MAC towards the server.
+    pub client_of: Option<&'a str>,
 }
 
-/// The probe followed by `extra` (more read-only observation in the same round trip; its
-/// output comes after `probe_end=1` and must not print lines that look like facts).
-pub fn probe_script_with(server: Option<&str>, extra: &str) -> String {
-    let route = match server {
+impl<'a> Scope<'a> {
+    /// Every fact (used where the host's roles are not known up front).
+    pub fn full(server: Option<&'a str>) -> Scope<'a> {
+        Scope {
+            server: true,
+            client_of: server,
+        }
+    }
+}
+
+/// The full probe. `server` is the dump server address a client must reach.
+pub fn probe_script(server: Option<&str>) -> String {
+    probe_script_for(Scope::full(server), "")
+}
+
+/// The probe for `scope`, followed by `extra` (more read-only observation in the same round trip;
+/// its output comes after `probe_end=1` and must not print lines that look like facts).
+///
+/// Why it is written the way it is: it runs on every host of every run, so a no-op run costs
+/// mostly what this script spawns. Files under /proc and /sys and the host keys are read with the
+/// shell's `read`, the route is cut apart with parameter expansion, and the next hop is pinged
+/// only when the kernel has no MAC for it yet — one `uname`, and per role two or three programs.
+/// It stays within what RHEL 3's bash 2.05 and a busybox `sh` understand.
+pub fn probe_script_for(scope: Scope<'_>, extra: &str) -> String {
+    let server_facts = if scope.server {
+        r#"for f in /etc/ssh/ssh_host_*_key.pub; do [ -r "$f" ] && read -r t k x < "$f" && echo "hostkey=$t $k"; done
+echo "glibc=$(getconf GNU_LIBC_VERSION)"
+grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/sshd_config.d' /etc/ssh/sshd_config && echo sshd_include=yes
+sshd_bin=$(command -v sshd || echo /usr/sbin/sshd); [ -x "$sshd_bin" ] && echo "sshd_maxstartups=$("$sshd_bin" -T 2>/dev/null | awk '$1 == "maxstartups" { print $2; exit }')"
+"#
+        .to_string()
+    } else {
+        String::new()
+    };
+    let client_facts = match scope.client_of {
         Some(s) => {
             let s = sh_quote(s);
             format!(
-                "r=$(ip -o route get {s} 2>/dev/null | head -n1)\n\
-                 echo \"route=$r\"\n\
-                 via=$(echo \"$r\" | sed -n 's/.* via \\([^ ]*\\).*/\\1/p')\n\
-                 dev=$(echo \"$r\" | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p')\n\
-                 hop=${{via:-{s}}}\n\
-                 if [ -n \"$dev\" ]; then\n\
-                   # Any packet towards the next hop makes the kernel resolve its MAC.\n\
-                   ping -c 1 -W 1 \"$hop\" >/dev/null 2>&1 || \
-                   {{ command -v bash >/dev/null && bash -c \"echo > /dev/udp/$hop/9\" >/dev/null 2>&1; sleep 0.3; }} || true\n\
-                   echo \"neigh=$(ip neigh show \"$hop\" dev \"$dev\" 2>/dev/null | head -n1)\"\n\
-                 fi\n"
+                r#"echo "ssh_version=$(ssh -V 2>&1)"
+grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/ssh_config.d' /etc/ssh/ssh_config && echo ssh_config_include=yes
+modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes
+r=$(ip -o route get {s} 2>/dev/null); r=${{r%%"$nl"*}}
+echo "route=$r"
+via=; dev=
+case "$r" in *" via "*) via=${{r#* via }}; via=${{via%% *}};; esac
+case "$r" in *" dev "*) dev=${{r#* dev }}; dev=${{dev%% *}};; esac
+hop=${{via:-{s}}}
+if [ -n "$dev" ]; then
+  n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null)
+  case "$n" in *lladdr*) ;; *)
+    # Any packet towards the next hop makes the kernel resolve its MAC.
+    ping -c 1 -W 1 "$hop" >/dev/null 2>&1 || {{ command -v bash >/dev/null && bash -c "echo > /dev/udp/$hop/9" >/dev/null 2>&1; sleep 0.3; }} || true
+    n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null);;
+  esac
+  echo "neigh=${{n%%"$nl"*}}"
+fi
+"#
             )
         }
         None => String::new(),
     };
     format!(
         r#"exec 2>/dev/null
+nl='
+'
 if [ -r /etc/os-release ]; then . /etc/os-release; echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_like=$ID_LIKE"
-elif [ -r /etc/redhat-release ]; then echo "os_id=rhel"; echo "os_version=$(sed 's/[^0-9]*\([0-9.]*\).*/\1/' /etc/redhat-release)"; echo "os_like=rhel"
+elif [ -r /etc/redhat-release ]; then read -r rel < /etc/redhat-release; v=${{rel#*release }}; echo "os_id=rhel"; echo "os_version=${{v%% *}}"; echo "os_like=rhel"
 else echo "os_id=unknown"; echo "os_version="; echo "os_like="; fi
-echo "kernel=$(uname -r)"
-echo "arch=$(uname -m)"
-echo "hostname=$(uname -n)"
+set -- $(uname -n -r -m)
+echo "hostname=$1"; echo "kernel=$2"; echo "arch=$3"
 if command -v apt-get >/dev/null; then echo pkg=apt
 elif command -v dnf >/dev/null; then echo pkg=dnf
 elif command -v yum >/dev/null; then echo pkg=yum
 elif command -v up2date >/dev/null; then echo pkg=up2date
 else echo pkg=none; fi
+c=; [ -r /proc/1/comm ] && read -r c < /proc/1/comm
 if [ -d /run/systemd/system ]; then echo init=systemd
-elif [ -d /etc/init.d ] && [ "$(cat /proc/1/comm)" = init ]; then echo init=sysv
+elif [ -d /etc/init.d ] && [ "$c" = init ]; then echo init=sysv
 else echo init=none; fi
-if [ -e /proc/sys/kernel/sysrq ]; then echo "sysrq=$(cat /proc/sys/kernel/sysrq)"; fi
-echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+if [ -e /proc/sys/kernel/sysrq ]; then v=; read -r v < /proc/sys/kernel/sysrq; echo "sysrq=$v"; fi
+v=; read -r v < /proc/sys/kernel/random/boot_id; echo "boot_id=$v"
 [ -d /etc/sysctl.d ] && echo sysctl_d=yes
-for f in /etc/ssh/ssh_host_*_key.pub; do [ -r "$f" ] && echo "hostkey=$(cut -d' ' -f1,2 "$f")"; done
-echo "ssh_version=$(ssh -V 2>&1 | head -n1)"
-echo "glibc=$(getconf GNU_LIBC_VERSION)"
 if [ -e /lib/systemd/system/ssh.service ] || [ -e /etc/init.d/ssh ]; then echo ssh_service=ssh; else echo ssh_service=sshd; fi
-grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/sshd_config.d' /etc/ssh/sshd_config && echo sshd_include=yes
-grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/ssh_config.d' /etc/ssh/ssh_config && echo ssh_config_include=yes
-sshd_bin=$(command -v sshd || echo /usr/sbin/sshd); [ -x "$sshd_bin" ] && echo "sshd_maxstartups=$("$sshd_bin" -T 2>/dev/null | awk '$1 == "maxstartups" {{ print $2; exit }}')"
-modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes
-[ -r /sys/kernel/kexec_crash_size ] && echo "kexec_crash_size=$(cat /sys/kernel/kexec_crash_size)"
-[ -r /sys/kernel/kexec_crash_loaded ] && echo "kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
-{route}echo probe_end=1
+[ -r /sys/kernel/kexec_crash_size ] && read -r v < /sys/kernel/kexec_crash_size && echo "kexec_crash_size=$v"
+[ -r /sys/kernel/kexec_crash_loaded ] && read -r v < /sys/kernel/kexec_crash_loaded && echo "kexec_crash_loaded=$v"
+{server_facts}{client_facts}echo probe_end=1
 {extra}
 exit 0
 "#

@@ -305,16 +305,11 @@ impl Run {
                 let remote = connector.connect(&target).await?;
                 sink.phase(&host, "facts");
                 let server_addr = fleet.clients.get(&host).map(|c| c.server_address.clone());
-                host_state(
-                    &host,
-                    remote,
-                    server_addr.as_deref(),
-                    client.as_ref(),
-                    check,
-                    timeout,
-                    &sink,
-                )
-                .await
+                let scope = facts::Scope {
+                    server: fleet.servers.contains_key(&host),
+                    client_of: server_addr.as_deref(),
+                };
+                host_state(&host, remote, scope, client.as_ref(), check, timeout, &sink).await
             }
         })
         .await;
@@ -591,7 +586,7 @@ impl Run {
 async fn host_state(
     host: &str,
     remote: Arc<dyn Remote>,
-    server_addr: Option<&str>,
+    scope: facts::Scope<'_>,
     client: Option<&ClientSettings>,
     check: bool,
     timeout: Duration,
@@ -608,7 +603,7 @@ async fn host_state(
     } else {
         batch::observe_script(&snippets, &nonce)
     };
-    let probe = facts::probe_script_with(server_addr, &extra);
+    let probe = facts::probe_script_for(scope, &extra);
     // Read-only: output cut short is asked for again (see converge_host).
     let mut attempt = 0;
     let (facts, key_obs) = loop {

@@ -52,27 +52,31 @@ pub enum PathKind {
     Other,
 }
 
-/// Shell snippet printing a path's state; content is included when `with_content` and small.
+/// Shell snippet printing a path's state; content is included when `with_content` and small,
+/// else its sha256. One `stat` for every attribute and one program for the bytes: this runs for
+/// every file of every host on every run, so what it spawns is most of a no-op run's cost.
 pub fn observe_path(path: &str, with_content: bool) -> String {
     let p = sh_quote(path);
-    let content = if with_content {
+    let sha = format!("h=$(sha256sum < {p}); echo \"sha256=${{h%% *}}\"");
+    let bytes = if with_content {
         format!(
-            "if [ -f {p} ] && [ \"$(wc -c < {p})\" -le {MAX_SHOWN} ]; then \
+            "if [ \"$sz\" -le {MAX_SHOWN} ] 2>/dev/null; then \
                if command -v base64 >/dev/null 2>&1; then echo enc=b64; base64 < {p}; \
-               else echo enc=hex; od -An -v -tx1 < {p}; fi; fi"
+               else echo enc=hex; od -An -v -tx1 < {p}; fi; \
+             elif command -v sha256sum >/dev/null 2>&1; then {sha}; fi"
         )
     } else {
-        String::from(":")
+        format!("if command -v sha256sum >/dev/null 2>&1; then {sha}; fi")
     };
+    // The format's newlines are literal: `stat -c` prints them as they are, one field a line.
     format!(
         "if [ -L {p} ]; then echo type=other; \
          elif [ -d {p} ]; then echo type=dir; \
          elif [ -f {p} ]; then echo type=file; \
          elif [ -e {p} ]; then echo type=other; \
          else echo type=absent; exit 0; fi\n\
-         stat -c 'owner=%U' {p}; stat -c 'group=%G' {p}; stat -c 'mode=%a' {p}; stat -c 'size=%s' {p}\n\
-         if [ -f {p} ] && command -v sha256sum >/dev/null 2>&1; then echo \"sha256=$(sha256sum < {p} | cut -d' ' -f1)\"; fi\n\
-         {content}"
+         s=$(stat -c 'owner=%U\ngroup=%G\nmode=%a\nsize=%s' {p}); echo \"$s\"; sz=${{s##*size=}}\n\
+         if [ -f {p} ]; then {bytes}; fi"
     )
 }
 
@@ -107,8 +111,12 @@ pub fn parse_path(id: &str, o: &Observed) -> Result<PathState, ResourceError> {
         .field("size")
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("no size"))?;
-    let sha256 = o.field("sha256").map(str::to_string);
     let content = decode_content(&o.text).map_err(|e| bad(&e))?;
+    // The snippet prints the bytes of a small file instead of its hash.
+    let sha256 = o
+        .field("sha256")
+        .map(str::to_string)
+        .or_else(|| content.as_deref().map(sha256_hex));
     Ok(PathState {
         kind,
         owner,

@@ -44,7 +44,7 @@ impl Resource for KeyPair {
         let k = sh_quote(&self.path);
         let pubk = sh_quote(&format!("{}.pub", self.path));
         format!(
-            "if [ -f {k} ] && [ -f {pubk} ]; then echo state=present; echo \"pub=$(head -n1 {pubk})\"; \
+            "if [ -f {k} ] && [ -f {pubk} ]; then echo state=present; l=; read -r l < {pubk}; echo \"pub=$l\"; \
              elif [ -f {k} ]; then echo state=private-only; else echo state=absent; fi"
         )
     }

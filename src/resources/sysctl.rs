@@ -22,7 +22,10 @@ impl Resource for Sysctl {
 
     fn observe_script(&self) -> String {
         let p = sh_quote(&self.proc_path());
-        format!("if [ -e {p} ]; then echo \"value=$(cat {p})\"; else echo value-missing=1; fi")
+        // `read`, not `cat`: a builtin, and every value managed here is one line.
+        format!(
+            "if [ -e {p} ]; then v=; read -r v < {p}; echo \"value=$v\"; else echo value-missing=1; fi"
+        )
     }
 
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {

@@ -79,11 +79,13 @@ impl Resource for User {
         let n = sh_quote(&self.name);
         let uid = self.uid.map(|u| u.to_string()).unwrap_or_default();
         format!(
-            "echo \"passwd=$(getent passwd {n})\"\n\
-             echo \"group=$(getent group {n})\"\n\
-             if [ -n '{uid}' ]; then echo \"uidowner=$(getent passwd {uid} | cut -d: -f1)\"; \
-             echo \"gidowner=$(getent group {uid} | cut -d: -f1)\"; fi\n\
-             if [ -r /etc/shadow ]; then echo \"shadow=$(awk -F: -v u={n} '$1==u {{print $2}}' /etc/shadow)\"; \
+            "pw=$(getent passwd {n}); echo \"passwd=$pw\"\n\
+             gr=$(getent group {n}); echo \"group=$gr\"\n\
+             if [ -n '{uid}' ] && [ -z \"$pw\" ]; then o=$(getent passwd {uid}); echo \"uidowner=${{o%%:*}}\"; fi\n\
+             if [ -n '{uid}' ] && [ -z \"$gr\" ]; then o=$(getent group {uid}); echo \"gidowner=${{o%%:*}}\"; fi\n\
+             if [ -r /etc/shadow ]; then h=; \
+               while IFS=: read -r u p x; do if [ \"$u\" = {n} ]; then h=$p; break; fi; done < /etc/shadow; \
+               echo \"shadow=$h\"; \
              else echo shadow-unreadable=1; fi"
         )
     }

@@ -167,7 +167,13 @@ pub fn client_script(server_address: &str, paths: &ClientPaths<'_>) -> String {
          service netdump status >/dev/null 2>&1; echo \"vf_netdump_rc=$?\"; fi\n",
         sc = sh_quote(crate::roles::netdump_client::SYSCONFIG)
     ));
-    crate::facts::probe_script_with(Some(server_address), &extra)
+    crate::facts::probe_script_for(
+        crate::facts::Scope {
+            server: false,
+            client_of: Some(server_address),
+        },
+        &extra,
+    )
 }
 
 /// The marker text written into a client's kernel log: unique per run and host.
@@ -242,7 +248,13 @@ pub fn server_script(s: &crate::settings::ServerSettings) -> String {
         raw_tag = crate::roles::KEY_TAG,
         ak = sh_quote(&format!("{dump}/.ssh/authorized_keys2")),
     ));
-    crate::facts::probe_script_with(None, &extra)
+    crate::facts::probe_script_for(
+        crate::facts::Scope {
+            server: true,
+            client_of: None,
+        },
+        &extra,
+    )
 }
 
 /// One server read for the markers of its clients: `vf_seen=<i> <count>` per client, from the
