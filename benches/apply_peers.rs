@@ -269,7 +269,11 @@ fn main() {
             let cold = run_provision(&fleet, &inv, forks);
             assert!(cold.changed > 0, "provision's cold run changed nothing");
             let noop = run_provision(&fleet, &inv, forks);
-            assert_eq!(noop.changed, 0, "provision's no-op run changed something");
+            assert_eq!(
+                noop.changed, 0,
+                "provision's no-op run changed something: {:#?}",
+                noop.changes
+            );
             let reference = sample(&fleet);
             assert_eq!(
                 reference.authorized_keys.len(),

@@ -39,6 +39,9 @@ pub fn provision_inventory_with(fleet: &Fleet, ssh_args: &[&str]) -> String {
 pub struct ProvisionRun {
     pub secs: f64,
     pub changed: u64,
+    /// `host resource: summary` of every change, for the message when a no-op run changed
+    /// something.
+    pub changes: Vec<String>,
     pub phases: Vec<(&'static str, f64)>,
 }
 
@@ -93,9 +96,15 @@ pub fn run_provision(fleet: &Fleet, inv: &Path, forks: usize) -> ProvisionRun {
         .iter()
         .map(|h| h["changed"].as_u64().unwrap_or(0))
         .sum();
+    let changes = events
+        .iter()
+        .filter(|(_, v)| v["event"] == "resource" && v["status"] == "changed")
+        .map(|(_, v)| format!("{} {}: {}", v["host"], v["resource"], v["summary"]))
+        .collect();
     ProvisionRun {
         secs,
         changed,
+        changes,
         phases: phases(&events, secs),
     }
 }

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use super::Sink;
 use super::stop::Stop;
+use super::{Prefetched, Sink};
 use crate::report::{Event, ResourceStatus};
-use crate::resources::{KeyPair, Plan, PlanContext, Resource, batch};
+use crate::resources::{KeyPair, Observed, Plan, PlanContext, Resource, batch};
 use crate::roles;
 use crate::ssh::{Remote, RemoteCommand};
 
@@ -79,21 +79,44 @@ pub(super) async fn ensure_keypair(
     }
 }
 
-/// Observe everything in one round trip, then plan and converge in order. Returns whether
-/// anything changed; stops at the first failure.
+/// Observe everything in one round trip (none when phase 1 already observed exactly these
+/// snippets), then plan and converge in order. Returns whether anything changed; stops at the
+/// first failure.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn converge_host(
     host: &str,
     remote: &dyn Remote,
     resources: &[Box<dyn Resource>],
+    prefetched: Option<&Prefetched>,
     check: bool,
     diff: bool,
     timeout: Duration,
     sink: &Sink,
 ) -> Result<bool, Stop> {
+    // The phase is reported either way: with a prefetched observation it is over at once.
     sink.phase(host, "observe");
-    let nonce = batch::nonce();
     let snippets: Vec<String> = resources.iter().map(|r| r.observe_script()).collect();
-    let script = batch::observe_script(&snippets, &nonce);
+    let observed = match prefetched {
+        Some(p) if p.scripts == snippets => p.observed.clone(),
+        other => {
+            if other.is_some() {
+                tracing::debug!("{host}: the facts changed since the last run; observing again");
+            }
+            observe(host, remote, &snippets, timeout).await?
+        }
+    };
+    plan_and_converge(host, remote, resources, &observed, check, diff, sink).await
+}
+
+/// The observation round trip of [`converge_host`].
+async fn observe(
+    host: &str,
+    remote: &dyn Remote,
+    snippets: &[String],
+    timeout: Duration,
+) -> Result<Vec<Observed>, Stop> {
+    let nonce = batch::nonce();
+    let script = batch::observe_script(snippets, &nonce);
     // Observation is read-only: when its output comes back cut short (seen rarely over a
     // loaded mux connection), it is simply asked again.
     let mut attempt = 0;
@@ -102,7 +125,7 @@ pub(super) async fn converge_host(
         let out = remote
             .run(RemoteCommand::new("observe", script.clone()).timeout(timeout))
             .await?;
-        match batch::split(&out.stdout_str(), &nonce, resources.len()) {
+        match batch::split(&out.stdout_str(), &nonce, snippets.len()) {
             Ok(o) => break (out, Ok(o)),
             Err(e) if attempt < 3 => {
                 tracing::warn!(
@@ -113,13 +136,25 @@ pub(super) async fn converge_host(
             Err(e) => break (out, Err(e)),
         }
     };
-    let observed = observed.map_err(|e| Stop::Observe {
+    observed.map_err(|e| Stop::Observe {
         host: host.to_string(),
         reason: e.to_string(),
         status: out.status,
         bytes: out.stdout.len(),
         stderr_tail: out.stderr_str().lines().last().unwrap_or("").to_string(),
-    })?;
+    })
+}
+
+/// Plans each resource on its observation and, unless `check`, runs the changes in order.
+async fn plan_and_converge(
+    host: &str,
+    remote: &dyn Remote,
+    resources: &[Box<dyn Resource>],
+    observed: &[Observed],
+    check: bool,
+    diff: bool,
+    sink: &Sink,
+) -> Result<bool, Stop> {
     let mut ctx = PlanContext::default();
     let mut changed = false;
     if !check {

@@ -27,7 +27,7 @@ use crate::resources::{KeyPair, Resource, batch};
 use crate::roles::kdump_client::AfterConverge;
 use crate::roles::{self, ClientKey, netdump_client, server};
 use crate::settings::{ClientFlavor, ClientSettings, FleetSettings};
-use crate::ssh::{Remote, RemoteCommand, SshError, Target};
+use crate::ssh::{MemoKey, Remote, RemoteCommand, SshError, Target};
 use crate::templates::Templates;
 use converge::{converge_host, ensure_keypair};
 use parallel::run_parallel;
@@ -185,6 +185,16 @@ struct Run {
 struct HostState {
     remote: Arc<dyn Remote>,
     facts: Facts,
+    /// The host's resources observed in the facts round trip, planned from the facts the
+    /// connection remembered from the last run; used only if they are still what the fresh facts
+    /// ask for.
+    prefetched: Option<Prefetched>,
+}
+
+/// Observations made ahead of planning: the snippets that were run, and what each printed.
+pub(super) struct Prefetched {
+    scripts: Vec<String>,
+    observed: Vec<crate::resources::Observed>,
 }
 
 /// Phase 1: the hosts that answered.
@@ -288,13 +298,20 @@ impl Run {
             self.sink.clone(),
         );
         let (timeout, check) = (self.step_timeout, self.check);
+        let ahead = Arc::new(Ahead {
+            roles: self.roles.clone(),
+            templates: self.templates.clone(),
+            receiver_binary: self.receiver_binary.clone(),
+        });
         let results = run_parallel(self.forks, probe, move |host: String| {
             let (fleet, connector, sink) = (fleet.clone(), connector.clone(), sink.clone());
+            let ahead = ahead.clone();
             let client = fleet
                 .clients
                 .get(&host)
                 .filter(|_| managed.contains(&host))
                 .cloned();
+            let is_managed = managed.contains(&host);
             async move {
                 let target = fleet
                     .targets
@@ -309,7 +326,24 @@ impl Run {
                     server: fleet.servers.contains_key(&host),
                     client_of: server_addr.as_deref(),
                 };
-                host_state(&host, remote, scope, client.as_ref(), check, timeout, &sink).await
+                let guess = |f: &Facts| {
+                    if is_managed {
+                        ahead.observation_snippets(&fleet, &host, f)
+                    } else {
+                        Vec::new()
+                    }
+                };
+                host_state(
+                    &host,
+                    remote,
+                    scope,
+                    client.as_ref(),
+                    &guess,
+                    check,
+                    timeout,
+                    &sink,
+                )
+                .await
             }
         })
         .await;
@@ -384,6 +418,7 @@ impl Run {
                     &host,
                     &*state.remote,
                     &resources,
+                    state.prefetched.as_ref(),
                     check,
                     diff,
                     timeout,
@@ -457,6 +492,7 @@ impl Run {
                     &host,
                     &*state.remote,
                     &resources,
+                    state.prefetched.as_ref(),
                     check,
                     diff,
                     timeout,
@@ -581,23 +617,84 @@ impl Run {
     }
 }
 
+/// What phase 1 needs to plan a host's observation ahead of its facts.
+struct Ahead {
+    roles: Arc<dyn RoleSet>,
+    templates: Arc<Templates>,
+    receiver_binary: Option<Arc<crate::receiver_binary::ReceiverBinary>>,
+}
+
+impl Ahead {
+    /// The observation snippets of `host`'s resources if its facts were `facts`. What only
+    /// changes the desired contents (client keys, server host keys) is left empty or stood in
+    /// for: observation does not depend on it. Empty when the role cannot be planned (phase 3 or 4 says why).
+    fn observation_snippets(
+        &self,
+        fleet: &FleetSettings,
+        host: &str,
+        facts: &Facts,
+    ) -> Vec<String> {
+        let resources = if let Some(settings) = fleet.servers.get(host) {
+            self.roles.server(server::ServerInputs {
+                settings,
+                facts,
+                client_keys: Vec::new(),
+                keep: fleet
+                    .clients
+                    .values()
+                    .filter(|c| c.server == host)
+                    .map(|c| c.host.clone())
+                    .collect(),
+                receiver_binary: self.receiver_binary.clone(),
+                templates: &self.templates,
+            })
+        } else if let Some(settings) = fleet.clients.get(host) {
+            let flavor = roles::effective_flavor(settings, facts);
+            // The server's keys arrive with its own facts; a client role refuses to plan without
+            // one, and only the lines it writes depend on them.
+            let stand_in = [String::from("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5")];
+            self.roles
+                .client(settings, flavor, facts, &stand_in, &self.templates)
+        } else {
+            return Vec::new();
+        };
+        resources
+            .map(|rs| rs.iter().map(|r| r.observe_script()).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Phase 1 on one host: the fact probe, with a managed client's possible key pairs observed in
 /// the same round trip, then that client's key pair.
+///
+/// When the connection remembers the facts of the last run (a kept ssh master), the host's
+/// resources as planned from those facts are observed in the same round trip too; phases 3 and
+/// 4 use that observation only if the fresh facts plan the very same snippets, so a no-op run
+/// costs one round trip per host instead of two.
+#[allow(clippy::too_many_arguments)]
 async fn host_state(
     host: &str,
     remote: Arc<dyn Remote>,
     scope: facts::Scope<'_>,
     client: Option<&ClientSettings>,
+    guess: &(dyn Fn(&Facts) -> Vec<String> + Sync),
     check: bool,
     timeout: Duration,
     sink: &Sink,
 ) -> Result<(HostState, Option<KeyMade>), Stop> {
     let key_paths = client.map(roles::client_key_paths).unwrap_or_default();
     let nonce = batch::nonce();
-    let snippets: Vec<String> = key_paths
+    let mut snippets: Vec<String> = key_paths
         .iter()
         .map(|p| KeyPair::observer(p).observe_script())
         .collect();
+    let remembered = remote.recall(MemoKey::Facts);
+    let guessed = remembered
+        .as_deref()
+        .and_then(|t| facts::parse(t).ok())
+        .map(|f| guess(&f))
+        .unwrap_or_default();
+    snippets.extend(guessed.iter().cloned());
     let extra = if snippets.is_empty() {
         String::new()
     } else {
@@ -606,20 +703,21 @@ async fn host_state(
     let probe = facts::probe_script_for(scope, &extra);
     // Read-only: output cut short is asked for again (see converge_host).
     let mut attempt = 0;
-    let (facts, key_obs) = loop {
+    let (facts, preamble, mut obs) = loop {
         attempt += 1;
         let out = remote
             .run(RemoteCommand::new("facts", probe.clone()).timeout(timeout))
             .await?;
         let text = out.stdout_str();
-        let parsed = facts::parse(batch::preamble(&text))
+        let preamble = batch::preamble(&text);
+        let parsed = facts::parse(preamble)
             .map_err(|e| e.to_string())
             .and_then(|f| {
                 if snippets.is_empty() {
-                    return Ok((f, Vec::new()));
+                    return Ok((f, preamble.to_string(), Vec::new()));
                 }
                 batch::split(&text, &nonce, snippets.len())
-                    .map(|o| (f, o))
+                    .map(|o| (f, preamble.to_string(), o))
                     .map_err(|e| e.to_string())
             });
         match parsed {
@@ -635,6 +733,14 @@ async fn host_state(
             }
         }
     };
+    if remembered.as_deref() != Some(preamble.as_str()) {
+        remote.remember(MemoKey::Facts, &preamble);
+    }
+    let prefetched = (!guessed.is_empty()).then(|| Prefetched {
+        observed: obs.split_off(key_paths.len()),
+        scripts: guessed,
+    });
+    let key_obs = obs;
     let client = match client {
         Some(settings) => {
             let flavor = roles::effective_flavor(settings, &facts);
@@ -653,7 +759,14 @@ async fn host_state(
         }
         None => None,
     };
-    Ok((HostState { remote, facts }, client))
+    Ok((
+        HostState {
+            remote,
+            facts,
+            prefetched,
+        },
+        client,
+    ))
 }
 
 /// The key lines a server gets: its clients' public keys from this run, and the clients whose

@@ -37,7 +37,11 @@ struct FakeHost {
     behaviour: Behaviour,
     facts: String,
     steps: Steps,
+    memo: Option<Memo>,
 }
+
+/// What fake connections remember between runs, by host (a kept ssh master's memo).
+type Memo = Arc<Mutex<HashMap<String, String>>>;
 
 /// Every step run: (host, step name, its stdin as text).
 type Steps = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -103,11 +107,25 @@ impl Remote for FakeHost {
             _ => Ok(ok(String::new())),
         }
     }
+
+    fn recall(&self, key: MemoKey) -> Option<String> {
+        assert_eq!(key, MemoKey::Facts);
+        self.memo.as_ref()?.lock().unwrap().get(&self.name).cloned()
+    }
+
+    fn remember(&self, _: MemoKey, value: &str) {
+        if let Some(m) = &self.memo {
+            m.lock()
+                .unwrap()
+                .insert(self.name.clone(), value.to_string());
+        }
+    }
 }
 
 struct FakeConnector {
     hosts: HashMap<String, Behaviour>,
     steps: Steps,
+    memo: Option<Memo>,
 }
 
 #[async_trait]
@@ -132,6 +150,7 @@ impl Connector for FakeConnector {
             behaviour,
             facts: facts(&target.name, reserved),
             steps: self.steps.clone(),
+            memo: self.memo.clone(),
         }))
     }
 }
@@ -162,7 +181,8 @@ impl Reporter for Collect {
 const NOWHERE: &str = "/nonexistent/netdump-provision-apply-test";
 
 /// Servers get a file listing the client keys they were given; clients a file naming their
-/// server's host keys.
+/// server's host keys, whose name depends on a fact (so planning depends on facts, as the
+/// product's roles do).
 struct TestRoles;
 
 impl RoleSet for TestRoles {
@@ -179,13 +199,13 @@ impl RoleSet for TestRoles {
         &self,
         settings: &ClientSettings,
         _: ClientFlavor,
-        _: &Facts,
+        facts: &Facts,
         server_keys: &[String],
         _: &Templates,
     ) -> Result<roles::Resources, roles::RoleError> {
         Ok(vec![file(
             &settings.host,
-            "known_hosts",
+            &format!("known_hosts-{}", facts.os_version),
             server_keys.join("\n"),
         )])
     }
@@ -228,6 +248,15 @@ struct Outcome {
 }
 
 fn run(behaviours: &[(&str, Behaviour)], check: bool, reboot: Option<Duration>) -> Outcome {
+    run_remembering(behaviours, check, reboot, None)
+}
+
+fn run_remembering(
+    behaviours: &[(&str, Behaviour)],
+    check: bool,
+    reboot: Option<Duration>,
+    memo: Option<Memo>,
+) -> Outcome {
     let t = netdump_test_support::inventory::write_inventory(INVENTORY, &[]);
     let inv = netdump_inventory::Inventory::load(&t.path).unwrap();
     let fleet =
@@ -239,6 +268,7 @@ fn run(behaviours: &[(&str, Behaviour)], check: bool, reboot: Option<Duration>) 
             .map(|(h, b)| (h.to_string(), *b))
             .collect(),
         steps: steps.clone(),
+        memo,
     });
     let reporter = Arc::new(Collect::default());
     let opts = ApplyOptions {
@@ -463,4 +493,66 @@ fn the_crashkernel_policy_warns_without_reboot_and_reboots_with_it() {
         matches!(o.hosts.get("c2"), Some(HostOutcome::Unreachable(m)) if m.contains("did not come back armed"))
     );
     assert_eq!(o.hosts.get("c1"), Some(&HostOutcome::Changed));
+}
+
+#[test]
+fn remembered_facts_fold_observation_into_the_facts_round_trip() {
+    let memo: Memo = Arc::default();
+    let first = run_remembering(&[], false, None, Some(memo.clone()));
+    let observes = |o: &Outcome| {
+        o.steps
+            .iter()
+            .filter(|(_, s)| s == "observe")
+            .map(|(h, _)| h.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        observes(&first).len(),
+        5,
+        "nothing remembered yet: {:?}",
+        first.steps
+    );
+    assert_eq!(
+        memo.lock().unwrap().len(),
+        5,
+        "each host's facts remembered"
+    );
+
+    // Same facts: every host is observed in its facts round trip, and planned the same way.
+    let second = run_remembering(&[], false, None, Some(memo.clone()));
+    assert_eq!(
+        observes(&second),
+        Vec::<String>::new(),
+        "{:?}",
+        second.steps
+    );
+    assert_eq!(second.hosts, first.hosts);
+    let sorted = |o: &Outcome| {
+        let mut w = o.written.clone();
+        w.sort();
+        w
+    };
+    assert_eq!(
+        sorted(&second),
+        sorted(&first),
+        "the same changes, from the same observation"
+    );
+
+    // c1's remembered facts plan another file than its facts now do: observed again. c2's are
+    // garbage: no guess at all. Nobody else is affected.
+    {
+        let mut m = memo.lock().unwrap();
+        let c1 = m["c1"].replace("os_version=12", "os_version=11");
+        m.insert("c1".into(), c1);
+        m.insert("c2".into(), "%%% not facts %%%".into());
+    }
+    let third = run_remembering(&[], false, None, Some(memo.clone()));
+    let mut again = observes(&third);
+    again.sort();
+    assert_eq!(again, vec!["c1", "c2"]);
+    assert_eq!(third.hosts, first.hosts);
+    assert!(
+        memo.lock().unwrap()["c1"].contains("os_version=12"),
+        "fresh facts remembered"
+    );
 }

@@ -19,6 +19,6 @@ pub mod shell;
 pub mod upload;
 
 pub use options::SshOptions;
-pub use remote::{CommandOutput, Remote, RemoteCommand, SshError, Target};
+pub use remote::{CommandOutput, MemoKey, Remote, RemoteCommand, SshError, Target};
 pub use session::{SshHost, close_kept_masters, connect};
 pub use upload::RemoteFile;

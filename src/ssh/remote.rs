@@ -153,7 +153,36 @@ pub trait Remote: Send + Sync {
 
     /// Runs one step to completion.
     async fn run(&self, cmd: RemoteCommand) -> Result<CommandOutput, SshError>;
+
+    /// What an earlier run stored with [`Remote::remember`] over this same connection (a kept
+    /// ssh master: same destination and settings, host key already checked), if anything.
+    /// Only ever a hint: callers check it against what the host says now.
+    fn recall(&self, _key: MemoKey) -> Option<String> {
+        None
+    }
+
+    /// Stores `value` with the connection for later runs (nothing happens when the connection
+    /// is not kept). Never secrets: it is a file on the control machine.
+    fn remember(&self, _key: MemoKey, _value: &str) {}
 }
+
+/// What may be remembered with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoKey {
+    /// The host's fact probe output, to plan the next run's observation before its facts arrive.
+    Facts,
+}
+
+impl MemoKey {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            MemoKey::Facts => "memo-facts",
+        }
+    }
+}
+
+/// The most a remembered value may hold: a fact probe prints a few KiB.
+pub const MAX_MEMO_BYTES: u64 = 256 * 1024;
 
 /// How to reach one host: the inventory's connection variables, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -20,7 +20,9 @@ use tokio::sync::{RwLock, Semaphore};
 use super::command::{become_failure, killed_by_remote_timeout, local_deadline, remote_line};
 use super::errors::classify_connect_failure;
 use super::options::{CommonArgs, SshOptions, parse_common_args};
-use super::remote::{CommandOutput, Remote, RemoteCommand, SshError, Target};
+use super::remote::{
+    CommandOutput, MAX_MEMO_BYTES, MemoKey, Remote, RemoteCommand, SshError, Target,
+};
 
 /// An idle master exits after this long. Masters outlive the run that started them, so that the
 /// next run within this time reuses them instead of connecting anew (as Ansible's ControlPersist
@@ -40,6 +42,9 @@ pub struct SshHost {
     common: CommonArgs,
     control_dir: PathBuf,
     session: RwLock<Arc<Session>>,
+    /// The kept master's directory (inside the private control directory) while this host's
+    /// master is one a later run can reuse; [`Remote::remember`] writes there.
+    memo_dir: std::sync::Mutex<Option<PathBuf>>,
     channels: Semaphore,
 }
 
@@ -75,7 +80,7 @@ pub async fn connect(target: &Target, opts: &SshOptions) -> Result<SshHost, SshE
     let opts = &opts;
     let control_dir = prepare_control_dir(opts).map_err(other)?;
     sweep_dead_masters_once(&control_dir);
-    let session = launch(target, opts, &common, &control_dir).await?;
+    let (session, memo_dir) = launch(target, opts, &common, &control_dir).await?;
     tracing::debug!(host = %target.name, address = %target.address, port = target.port, "ssh master up");
     Ok(SshHost {
         target: target.clone(),
@@ -83,6 +88,7 @@ pub async fn connect(target: &Target, opts: &SshOptions) -> Result<SshHost, SshE
         common,
         control_dir,
         session: RwLock::new(Arc::new(session)),
+        memo_dir: std::sync::Mutex::new(memo_dir),
         channels: Semaphore::new(opts.max_channels.max(1)),
     })
 }
@@ -174,7 +180,7 @@ async fn launch(
     opts: &SshOptions,
     common: &CommonArgs,
     control_dir: &Path,
-) -> Result<Session, SshError> {
+) -> Result<(Session, Option<PathBuf>), SshError> {
     let other = |reason: String| SshError::Other {
         host: target.name.clone(),
         step: "connect".into(),
@@ -223,7 +229,7 @@ async fn launch(
     let reuse_dir = control_dir.join(master_name(target, opts, &config));
     if let Some(session) = resume_master(&reuse_dir, opts.connect_timeout).await {
         tracing::debug!(host = %target.name, "ssh master of an earlier run reused");
-        return Ok(session);
+        return Ok((session, Some(reuse_dir)));
     }
 
     // ConnectTimeout bounds TCP connect and the banner; this bounds the rest (kex, auth).
@@ -236,7 +242,11 @@ async fn launch(
             reason: format!("no ssh session after {}s", bound.as_secs()),
             hint: "The host accepted TCP but did not finish the ssh handshake: overloaded, or not an ssh server on that port?".into(),
         }),
-        Ok(Ok(dir)) => Ok(keep_master(dir, &reuse_dir, &about_master(target, opts, &config))),
+        Ok(Ok(dir)) => Ok(keep_master(
+            dir,
+            &reuse_dir,
+            &about_master(target, opts, &config),
+        )),
         Ok(Err(openssh::Error::Connect(e))) => Err(classify_connect_failure(
             target,
             &known_hosts_display(opts),
@@ -424,7 +434,11 @@ fn sweep_dead_masters(control_dir: &Path) {
 /// this process ends, until it has been idle for [`CONTROL_PERSIST_SECS`]. When the name is
 /// taken (another provision run connected to the same host at the same moment), the master stays
 /// private to this run and ends with it, as masters always did.
-fn keep_master(dir: tempfile::TempDir, reuse_dir: &Path, about: &str) -> Session {
+fn keep_master(
+    dir: tempfile::TempDir,
+    reuse_dir: &Path,
+    about: &str,
+) -> (Session, Option<PathBuf>) {
     // What the master is for, so that whoever tears the hosts down can close their masters
     // (close_kept_masters). Written before the rename: a kept directory always has it.
     let _ = std::fs::write(dir.path().join(ABOUT), about);
@@ -433,12 +447,15 @@ fn keep_master(dir: tempfile::TempDir, reuse_dir: &Path, about: &str) -> Session
     match std::fs::rename(dir.path(), reuse_dir) {
         Ok(()) => {
             let _ = dir.keep();
-            Session::resume_mux(
-                reuse_dir.join("master").into_boxed_path(),
-                Some(reuse_dir.join("log").into_boxed_path()),
+            (
+                Session::resume_mux(
+                    reuse_dir.join("master").into_boxed_path(),
+                    Some(reuse_dir.join("log").into_boxed_path()),
+                ),
+                Some(reuse_dir.to_path_buf()),
             )
         }
-        Err(_) => Session::new_native_mux(dir),
+        Err(_) => (Session::new_native_mux(dir), None),
     }
 }
 
@@ -473,8 +490,10 @@ impl SshHost {
         let mut current = self.session.write().await;
         if Arc::ptr_eq(&current, stale) {
             tracing::info!(host = %self.target.name, "ssh master gone; reconnecting");
-            let fresh = launch(&self.target, &self.opts, &self.common, &self.control_dir).await?;
+            let (fresh, memo_dir) =
+                launch(&self.target, &self.opts, &self.common, &self.control_dir).await?;
             *current = Arc::new(fresh);
+            *self.memo_dir.lock().unwrap_or_else(|p| p.into_inner()) = memo_dir;
         }
         Ok(())
     }
@@ -677,6 +696,62 @@ impl Remote for SshHost {
         }
         Ok(out)
     }
+
+    fn recall(&self, key: MemoKey) -> Option<String> {
+        let dir = self
+            .memo_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        read_memo(&dir, key)
+    }
+
+    fn remember(&self, key: MemoKey, value: &str) {
+        let dir = self
+            .memo_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(dir) = dir
+            && let Err(e) = write_memo(&dir, key, value)
+        {
+            // Only a hint for the next run: it then asks the host twice, as without it.
+            tracing::debug!(host = %self.target.name, "cannot keep {}: {e}", key.file_name());
+        }
+    }
+}
+
+/// Reads a remembered value: a regular file of at most [`MAX_MEMO_BYTES`], not followed
+/// through a symlink. The directory is the kept master's, inside the control directory that
+/// prepare_control_dir checked is this user's and private.
+fn read_memo(dir: &Path, key: MemoKey) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(dir.join(key.file_name()))
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_MEMO_BYTES {
+        return None;
+    }
+    let mut text = String::new();
+    f.take(MAX_MEMO_BYTES).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+/// Writes a remembered value atomically (a 0600 temporary file in the same directory, renamed
+/// over the old one), so a run killed mid-write leaves the old value or none.
+fn write_memo(dir: &Path, key: MemoKey, value: &str) -> std::io::Result<()> {
+    if value.len() as u64 > MAX_MEMO_BYTES {
+        return Err(std::io::Error::other("too large"));
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(value.as_bytes())?;
+    tmp.persist(dir.join(key.file_name()))
+        .map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
