@@ -90,8 +90,11 @@ pub struct Scope<'a> {
     /// Dump-server facts: host keys, glibc, sshd's `Include` and `MaxStartups`.
     pub server: bool,
     /// Client facts, with the dump server the client must reach: ssh version, the ssh client's
-    /// `Include`, a netdump module, the route and next-hop MAC towards the server.
+    /// `Include`, the route and next-hop MAC towards the server.
     pub client_of: Option<&'a str>,
+    /// Whether the running kernel has a netdump module (`modinfo`): what an `auto` client
+    /// flavour is decided by, and only that.
+    pub netdump_module: bool,
 }
 
 impl<'a> Scope<'a> {
@@ -100,6 +103,7 @@ impl<'a> Scope<'a> {
         Scope {
             server: true,
             client_of: server,
+            netdump_module: server.is_some(),
         }
     }
 }
@@ -134,7 +138,6 @@ sshd_bin=$(command -v sshd || echo /usr/sbin/sshd); [ -x "$sshd_bin" ] && echo "
             format!(
                 r#"echo "ssh_version=$(ssh -V 2>&1)"
 grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/ssh_config.d' /etc/ssh/ssh_config && echo ssh_config_include=yes
-modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes
 r=$(ip -o route get {s} 2>/dev/null); r=${{r%%"$nl"*}}
 echo "route=$r"
 via=; dev=
@@ -142,7 +145,14 @@ case "$r" in *" via "*) via=${{r#* via }}; via=${{via%% *}};; esac
 case "$r" in *" dev "*) dev=${{r#* dev }}; dev=${{dev%% *}};; esac
 hop=${{via:-{s}}}
 if [ -n "$dev" ]; then
-  n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null)
+  # The IPv4 neighbour table is a /proc file the shell reads itself; `ip neigh` for the rest.
+  n=
+  if [ -r /proc/net/arp ]; then
+    while read -r a t f m k d; do
+      if [ "$a" = "$hop" ] && [ "$d" = "$dev" ] && [ "$f" != 0x0 ]; then n="$hop dev $dev lladdr $m"; fi
+    done < /proc/net/arp
+  fi
+  [ -n "$n" ] || n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null)
   case "$n" in *lladdr*) ;; *)
     # Any packet towards the next hop makes the kernel resolve its MAC.
     ping -c 1 -W 1 "$hop" >/dev/null 2>&1 || {{ command -v bash >/dev/null && bash -c "echo > /dev/udp/$hop/9" >/dev/null 2>&1; sleep 0.3; }} || true
@@ -154,6 +164,11 @@ fi
             )
         }
         None => String::new(),
+    };
+    let module = if scope.netdump_module {
+        "modinfo netdump >/dev/null 2>&1 && echo netdump_module=yes\n"
+    } else {
+        ""
     };
     format!(
         r#"exec 2>/dev/null
@@ -179,7 +194,7 @@ v=; read -r v < /proc/sys/kernel/random/boot_id; echo "boot_id=$v"
 if [ -e /lib/systemd/system/ssh.service ] || [ -e /etc/init.d/ssh ]; then echo ssh_service=ssh; else echo ssh_service=sshd; fi
 [ -r /sys/kernel/kexec_crash_size ] && read -r v < /sys/kernel/kexec_crash_size && echo "kexec_crash_size=$v"
 [ -r /sys/kernel/kexec_crash_loaded ] && read -r v < /sys/kernel/kexec_crash_loaded && echo "kexec_crash_loaded=$v"
-{server_facts}{client_facts}echo probe_end=1
+{server_facts}{client_facts}{module}echo probe_end=1
 {extra}
 exit 0
 "#

@@ -325,6 +325,10 @@ impl Run {
                 let scope = facts::Scope {
                     server: fleet.servers.contains_key(&host),
                     client_of: server_addr.as_deref(),
+                    netdump_module: fleet
+                        .clients
+                        .get(&host)
+                        .is_some_and(|c| c.flavor == ClientFlavor::Auto),
                 };
                 let guess = |f: &Facts| {
                     if is_managed {

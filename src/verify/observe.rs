@@ -171,6 +171,7 @@ pub fn client_script(server_address: &str, paths: &ClientPaths<'_>) -> String {
         crate::facts::Scope {
             server: false,
             client_of: Some(server_address),
+            netdump_module: true,
         },
         &extra,
     )
@@ -252,6 +253,7 @@ pub fn server_script(s: &crate::settings::ServerSettings) -> String {
         crate::facts::Scope {
             server: true,
             client_of: None,
+            netdump_module: false,
         },
         &extra,
     )
