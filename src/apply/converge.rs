@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::stop::Stop;
 use super::{Prefetched, Sink};
 use crate::report::{Event, ResourceStatus};
-use crate::resources::{KeyPair, Observed, Plan, PlanContext, Resource, batch};
+use crate::resources::{Change, KeyPair, Observed, Plan, PlanContext, Resource, batch};
 use crate::roles;
 use crate::ssh::{Remote, RemoteCommand};
 
@@ -156,62 +156,145 @@ async fn plan_and_converge(
     sink: &Sink,
 ) -> Result<bool, Stop> {
     let mut ctx = PlanContext::default();
-    let mut changed = false;
-    if !check {
-        sink.phase(host, "converge");
-    }
+    let event = |id: &str, status, summary: String, d: Option<String>, is_check| Event::Resource {
+        host: host.to_string(),
+        resource: id.to_string(),
+        status,
+        summary,
+        diff: if diff { d } else { None },
+        check: is_check,
+    };
+    // Plan in order. A change counts as made for the plans after it (`on_change`): if it then
+    // fails, nothing after it runs, as if planning had stopped there.
+    let mut changes: Vec<(String, Change)> = Vec::new();
+    let mut plan_error = None;
     for (r, obs) in resources.iter().zip(observed.iter()) {
         let id = r.id();
-        let event = |status, summary: String, d: Option<String>, is_check| Event::Resource {
-            host: host.to_string(),
-            resource: id.clone(),
-            status,
-            summary,
-            diff: if diff { d } else { None },
-            check: is_check,
-        };
         match r.plan(obs, &ctx) {
             Err(e) => {
-                sink.emit(event(ResourceStatus::Failed, e.to_string(), None, check));
-                return Err(Stop::Plan {
-                    host: host.to_string(),
-                    source: e,
-                });
+                plan_error = Some((id, e));
+                break;
             }
-            Ok(Plan::Ok) => sink.emit(event(ResourceStatus::Ok, String::new(), None, check)),
-            Ok(Plan::Change(c)) if check => {
-                sink.emit(event(
-                    ResourceStatus::Changed,
-                    c.summary.clone(),
-                    c.diff.clone(),
-                    true,
-                ));
-                ctx.changed.insert(id.clone());
-                changed = true;
-            }
+            Ok(Plan::Ok) => sink.emit(event(&id, ResourceStatus::Ok, String::new(), None, check)),
             Ok(Plan::Change(c)) => {
-                let mut cmd = RemoteCommand::new(format!("converge {id}"), c.script.clone())
-                    .timeout(c.timeout);
-                if let Some(s) = &c.stdin {
-                    cmd = cmd.stdin(s.clone());
-                }
-                let out = remote.run(cmd).await?;
-                if out.success() {
-                    sink.emit(event(
+                ctx.changed.insert(id.clone());
+                changes.push((id, c));
+            }
+        }
+    }
+    let changed = !changes.is_empty();
+    if check {
+        for (id, c) in changes {
+            sink.emit(event(&id, ResourceStatus::Changed, c.summary, c.diff, true));
+        }
+    } else if changed {
+        sink.phase(host, "converge");
+        for group in batch::converge_groups(&changes) {
+            let group = &changes[group];
+            let ran = run_changes(host, remote, group).await?;
+            for ((id, c), result) in group.iter().zip(ran) {
+                match result {
+                    Ok(()) => sink.emit(event(
+                        id,
                         ResourceStatus::Changed,
                         c.summary.clone(),
                         c.diff.clone(),
                         false,
-                    ));
-                    ctx.changed.insert(id.clone());
-                    changed = true;
-                } else {
-                    let stop = Stop::converge(host, &id, out.status, &out.stderr_str());
-                    sink.emit(event(ResourceStatus::Failed, stop.to_string(), None, false));
-                    return Err(stop);
+                    )),
+                    Err(stop) => {
+                        sink.emit(event(
+                            id,
+                            ResourceStatus::Failed,
+                            stop.to_string(),
+                            None,
+                            false,
+                        ));
+                        return Err(stop);
+                    }
                 }
             }
         }
     }
+    if let Some((id, e)) = plan_error {
+        sink.emit(event(
+            &id,
+            ResourceStatus::Failed,
+            e.to_string(),
+            None,
+            check,
+        ));
+        return Err(Stop::Plan {
+            host: host.to_string(),
+            source: e,
+        });
+    }
     Ok(changed)
+}
+
+/// Runs consecutive changes in one round trip (one alone as it is); returns each change's
+/// result, in order, up to and including the first that failed.
+async fn run_changes(
+    host: &str,
+    remote: &dyn Remote,
+    group: &[(String, Change)],
+) -> Result<Vec<Result<(), Stop>>, Stop> {
+    if let [(id, c)] = group {
+        let mut cmd =
+            RemoteCommand::new(format!("converge {id}"), c.script.clone()).timeout(c.timeout);
+        if let Some(s) = &c.stdin {
+            cmd = cmd.stdin(s.clone());
+        }
+        let out = remote.run(cmd).await?;
+        return Ok(vec![if out.success() {
+            Ok(())
+        } else {
+            Err(Stop::converge(host, id, out.status, &out.stderr_str()))
+        }]);
+    }
+    let nonce = batch::nonce();
+    let steps: Vec<batch::Step<'_>> = group
+        .iter()
+        .map(|(_, c)| batch::Step {
+            script: &c.script,
+            stdin_len: c.stdin.as_ref().map(Vec::len),
+        })
+        .collect();
+    let stdin: Vec<u8> = group
+        .iter()
+        .filter_map(|(_, c)| c.stdin.as_deref())
+        .flatten()
+        .copied()
+        .collect();
+    let timeout = group.iter().map(|(_, c)| c.timeout).sum();
+    let ids: Vec<&str> = group.iter().map(|(id, _)| id.as_str()).collect();
+    let out = remote
+        .run(
+            RemoteCommand::new(
+                format!("converge {}", ids.join(", ")),
+                batch::converge_script(&steps, &nonce),
+            )
+            .stdin(stdin)
+            .timeout(timeout),
+        )
+        .await?;
+    let ran = batch::split_ran(&out.stdout_str(), &nonce, group.len());
+    let mut results = Vec::with_capacity(ran.len());
+    for ((id, _), o) in group.iter().zip(&ran) {
+        if o.status == 0 {
+            results.push(Ok(()));
+        } else {
+            results.push(Err(Stop::converge(host, id, Some(o.status), &o.text)));
+            return Ok(results);
+        }
+    }
+    if ran.len() < group.len() {
+        // The script ended (killed, cut short) before this step reported.
+        let (id, _) = &group[ran.len()];
+        let why = format!(
+            "{}the batched converge ended before this step finished",
+            out.stderr_str()
+        );
+        results.push(Err(Stop::converge(host, id, out.status, &why)));
+    }
+    Ok(results)
 }

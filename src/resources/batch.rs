@@ -23,6 +23,70 @@ pub fn observe_script(snippets: &[String], nonce: &str) -> String {
     s
 }
 
+/// Stdin bigger than this makes a change its own round trip: in a batch each change's bytes
+/// are cut from the shared stdin one read(2) per byte (see [`converge_script`]).
+pub const MAX_BATCHED_STDIN: usize = 16 * 1024;
+
+/// One change inside a batched converge script.
+pub struct Step<'a> {
+    pub script: &'a str,
+    /// Bytes of the shared stdin that are this step's (`None`: it reads /dev/null).
+    pub stdin_len: Option<usize>,
+}
+
+/// Consecutive changes that may share one round trip: a change with more stdin than
+/// [`MAX_BATCHED_STDIN`] (a binary upload) runs alone, the others together, in order.
+pub fn converge_groups(changes: &[(String, super::Change)]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for (i, (_, c)) in changes.iter().enumerate() {
+        if c.stdin
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_BATCHED_STDIN)
+        {
+            if start < i {
+                groups.push(start..i);
+            }
+            groups.push(i..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < changes.len() {
+        groups.push(start..changes.len());
+    }
+    groups
+}
+
+/// Builds one script running `steps` in order, each in its own subshell with stdout and stderr
+/// in its own marked section, stopping at the first that fails. A step's stdin is exactly its
+/// own bytes of the script's stdin: `dd bs=1` reads one byte per read(2), so it never takes the
+/// next step's bytes from the pipe, with any `dd` (block-sized reads may return short or, with
+/// some tools, read ahead).
+pub fn converge_script(steps: &[Step<'_>], nonce: &str) -> String {
+    let mut s = String::from("exec 2>&1\n");
+    for (i, step) in steps.iter().enumerate() {
+        let run = match step.stdin_len {
+            Some(n) if n > 0 => format!("dd bs=1 count={n} 2>/dev/null | (\n{}\n)", step.script),
+            _ => format!("(\n{}\n) </dev/null", step.script),
+        };
+        s.push_str(&format!(
+            "printf '\\n@@NDP-{nonce} {i} begin\\n'\n{run}\nrc=$?\n\
+             printf '\\n@@NDP-{nonce} {i} end %s\\n' \"$rc\"\n\
+             [ \"$rc\" = 0 ] || exit \"$rc\"\n"
+        ));
+    }
+    s
+}
+
+/// The sections of a batched script's output that finished, in order, up to `count`: fewer
+/// when the script stopped early.
+pub fn split_ran(output: &str, nonce: &str, count: usize) -> Vec<Observed> {
+    (1..=count)
+        .rev()
+        .find_map(|n| split(output, nonce, n).ok())
+        .unwrap_or_default()
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "the observation output of section {section} is incomplete (the remote script was cut short?)"
@@ -107,6 +171,95 @@ mod tests {
         let obs = split(&out, "n0nce", 2).unwrap();
         assert_eq!(obs[0].text, "@@NDP-evil 1 begin\n");
         assert_eq!(obs[1].text, "two\n");
+    }
+
+    fn run_sh_with_stdin(script: &str, stdin: &[u8]) -> (String, Option<i32>) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Written in pieces, as ssh delivers it: the split must not depend on one read.
+        let mut pipe = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            for piece in data.chunks(7) {
+                if pipe.write_all(piece).is_err() {
+                    break;
+                }
+            }
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        (String::from_utf8(out.stdout).unwrap(), out.status.code())
+    }
+
+    #[test]
+    fn batched_changes_get_exactly_their_own_stdin_and_stop_at_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let a = format!("cat > {d}/a");
+        let b = format!("echo none; cat > {d}/b");
+        let c = format!("cat > {d}/c; echo 'no space' >&2; exit 4");
+        let never = format!("touch {d}/never");
+        let steps = [
+            Step {
+                script: &a,
+                stdin_len: Some(5),
+            },
+            Step {
+                script: &b,
+                stdin_len: None,
+            },
+            Step {
+                script: &c,
+                stdin_len: Some(3),
+            },
+            Step {
+                script: &never,
+                stdin_len: Some(2),
+            },
+        ];
+        let (out, code) = run_sh_with_stdin(&converge_script(&steps, "n1"), b"hello\0\nxyz");
+        assert_eq!(code, Some(4));
+        let ran = split_ran(&out, "n1", 4);
+        assert_eq!(ran.len(), 3, "{out}");
+        assert_eq!(ran.iter().map(|o| o.status).collect::<Vec<_>>(), [0, 0, 4]);
+        assert_eq!(ran[1].text, "none\n");
+        assert_eq!(ran[2].text, "no space\n");
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"hello");
+        assert_eq!(
+            std::fs::read(dir.path().join("b")).unwrap(),
+            b"",
+            "no stdin: /dev/null"
+        );
+        assert_eq!(std::fs::read(dir.path().join("c")).unwrap(), b"\0\nx");
+        assert!(!dir.path().join("never").exists());
+    }
+
+    #[test]
+    fn big_stdin_runs_alone_and_the_rest_stays_together() {
+        let change = |n: Option<usize>| {
+            let c = super::super::Change::new("x", "true");
+            match n {
+                Some(n) => ("id".to_string(), c.with_stdin(vec![0; n])),
+                None => ("id".to_string(), c),
+            }
+        };
+        let big = Some(MAX_BATCHED_STDIN + 1);
+        let v = vec![
+            change(Some(3)),
+            change(None),
+            change(big),
+            change(None),
+            change(big),
+        ];
+        assert_eq!(converge_groups(&v), vec![0..2, 2..3, 3..4, 4..5]);
+        assert_eq!(converge_groups(&v[..2]), vec![0..2]);
+        assert_eq!(converge_groups(&[]), Vec::<std::ops::Range<usize>>::new());
     }
 
     #[test]
