@@ -17,11 +17,14 @@ use super::shell::quote;
 pub fn enter_private_dir(dir: &str) -> String {
     let d = quote(dir);
     format!(
+        // One `stat` for both directories (device:inode, owner, mode); `id` only when the
+        // owner is not root. Every write step starts with this, so its programs count.
         "cd -P -- {d}\n\
-         if [ \"$(pwd -P)\" != {d} ] || [ \"$(stat -c %d:%i .)\" != \"$(stat -c %d:%i -- {d})\" ]; then \
+         set -- $(stat -c '%d:%i %u %a' -- . {d})\n\
+         if [ \"$(pwd -P)\" != {d} ] || [ $# -ne 6 ] || [ \"$1\" != \"$4\" ]; then \
            echo {msg_moved} >&2; exit 1; fi\n\
-         case \"$(stat -c %u .)\" in 0|\"$(id -u)\") ;; *) echo {msg_owner} >&2; exit 1;; esac\n\
-         if [ $(( 0$(stat -c %a .) & 022 )) -ne 0 ]; then echo {msg_owner} >&2; exit 1; fi\n",
+         case \"$2\" in 0) ;; *) if [ \"$2\" != \"$(id -u)\" ]; then echo {msg_owner} >&2; exit 1; fi;; esac\n\
+         if [ $(( 0$3 & 022 )) -ne 0 ]; then echo {msg_owner} >&2; exit 1; fi\n",
         msg_moved = quote(&format!(
             "{dir}: not a plain directory path (a symlink on the way, or it moved); nothing written"
         )),
