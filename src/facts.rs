@@ -144,8 +144,9 @@ via=; dev=
 case "$r" in *" via "*) via=${{r#* via }}; via=${{via%% *}};; esac
 case "$r" in *" dev "*) dev=${{r#* dev }}; dev=${{dev%% *}};; esac
 hop=${{via:-{s}}}
-if [ -n "$dev" ]; then
-  # The IPv4 neighbour table is a /proc file the shell reads itself; `ip neigh` for the rest.
+# The next hop's neighbour entry: the IPv4 table is a /proc file the shell reads itself, `ip`
+# answers for the rest.
+neigh() {{
   n=
   if [ -r /proc/net/arp ]; then
     while read -r a t f m k d; do
@@ -153,10 +154,20 @@ if [ -n "$dev" ]; then
     done < /proc/net/arp
   fi
   [ -n "$n" ] || n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null)
+}}
+# Loopback has no neighbours to resolve.
+if [ -n "$dev" ] && [ "$dev" != lo ]; then
+  neigh
   case "$n" in *lladdr*) ;; *)
-    # Any packet towards the next hop makes the kernel resolve its MAC.
-    ping -c 1 -W 1 "$hop" >/dev/null 2>&1 || {{ command -v bash >/dev/null && bash -c "echo > /dev/udp/$hop/9" >/dev/null 2>&1; sleep 0.3; }} || true
-    n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null);;
+    # Any packet towards the next hop makes the kernel resolve its MAC. A ping that got its
+    # answer means the kernel has it (or the link has none); without ping, a UDP packet from
+    # bash, and the answer comes within milliseconds on a LAN: look every 20 ms, up to 0.5 s.
+    if ping -c 1 -W 1 "$hop" >/dev/null 2>&1; then neigh
+    else
+      command -v bash >/dev/null && bash -c "echo > /dev/udp/$hop/9" >/dev/null 2>&1
+      i=0
+      while [ $i -lt 25 ]; do neigh; case "$n" in *lladdr*) break;; esac; sleep 0.02; i=$((i + 1)); done
+    fi;;
   esac
   echo "neigh=${{n%%"$nl"*}}"
 fi
