@@ -718,12 +718,13 @@ async fn host_state(
             .map_err(|e| e.to_string())
             .and_then(|f| {
                 if snippets.is_empty() {
-                    return Ok((f, preamble.to_string(), Vec::new()));
+                    return Ok((f, Vec::new()));
                 }
                 batch::split(&text, &nonce, snippets.len())
-                    .map(|o| (f, preamble.to_string(), o))
+                    .map(|o| (f, o))
                     .map_err(|e| e.to_string())
-            });
+            })
+            .map(|(f, o)| (f, preamble.to_string(), o));
         match parsed {
             Ok(v) => break v,
             Err(e) if attempt < 3 => {

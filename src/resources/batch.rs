@@ -78,15 +78,6 @@ pub fn converge_script(steps: &[Step<'_>], nonce: &str) -> String {
     s
 }
 
-/// The sections of a batched script's output that finished, in order, up to `count`: fewer
-/// when the script stopped early.
-pub fn split_ran(output: &str, nonce: &str, count: usize) -> Vec<Observed> {
-    (1..=count)
-        .rev()
-        .find_map(|n| split(output, nonce, n).ok())
-        .unwrap_or_default()
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
     "the observation output of section {section} is incomplete (the remote script was cut short?)"
@@ -102,31 +93,52 @@ pub fn preamble(output: &str) -> &str {
 
 /// Splits the batched output into `count` observations, in order.
 pub fn split(output: &str, nonce: &str, count: usize) -> Result<Vec<Observed>, SplitError> {
+    match read_sections(output, nonce, count) {
+        (sections, None) => Ok(sections),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// The sections of a batched script's output that finished, in order, up to `count`: fewer
+/// when the script stopped early.
+pub fn split_ran(output: &str, nonce: &str, count: usize) -> Vec<Observed> {
+    read_sections(output, nonce, count).0
+}
+
+/// Reads sections 0, 1, ... in order, up to `count`; stops at the first that is missing or
+/// incomplete and says which.
+fn read_sections(output: &str, nonce: &str, count: usize) -> (Vec<Observed>, Option<SplitError>) {
     let mut result = Vec::with_capacity(count);
     let mut rest = output;
     for i in 0..count {
-        let begin = format!("\n@@NDP-{nonce} {i} begin\n");
-        let end_prefix = format!("\n@@NDP-{nonce} {i} end ");
-        let b = rest.find(&begin).ok_or(SplitError { section: i })?;
-        let body_start = b + begin.len();
-        let e = rest[body_start..]
-            .find(&end_prefix)
-            .ok_or(SplitError { section: i })?
-            + body_start;
-        let text = &rest[body_start..e];
-        let after = &rest[e + end_prefix.len()..];
-        let line_end = after.find('\n').ok_or(SplitError { section: i })?;
-        let status: i32 = after[..line_end]
-            .trim()
-            .parse()
-            .map_err(|_| SplitError { section: i })?;
-        result.push(Observed {
-            text: text.to_string(),
-            status,
-        });
-        rest = &after[line_end..];
+        match read_section(rest, nonce, i) {
+            Some((observed, after)) => {
+                result.push(observed);
+                rest = after;
+            }
+            None => return (result, Some(SplitError { section: i })),
+        }
     }
-    Ok(result)
+    (result, None)
+}
+
+/// Section `i` at the start of `rest` (after anything before its begin marker), and what
+/// follows its end line.
+fn read_section<'a>(rest: &'a str, nonce: &str, i: usize) -> Option<(Observed, &'a str)> {
+    let begin = format!("\n@@NDP-{nonce} {i} begin\n");
+    let end_prefix = format!("\n@@NDP-{nonce} {i} end ");
+    let body_start = rest.find(&begin)? + begin.len();
+    let e = rest[body_start..].find(&end_prefix)? + body_start;
+    let after = &rest[e + end_prefix.len()..];
+    let line_end = after.find('\n')?;
+    let status: i32 = after[..line_end].trim().parse().ok()?;
+    Some((
+        Observed {
+            text: rest[body_start..e].to_string(),
+            status,
+        },
+        &after[line_end..],
+    ))
 }
 
 #[cfg(test)]
