@@ -485,6 +485,14 @@ impl SshHost {
         }
     }
 
+    /// The kept master's directory, if this host's master is kept.
+    fn memo_dir(&self) -> Option<PathBuf> {
+        self.memo_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Replaces the master when it is gone (idle timeout, network blip, host reboot).
     async fn reconnect(&self, stale: &Arc<Session>) -> Result<(), SshError> {
         let mut current = self.session.write().await;
@@ -698,21 +706,11 @@ impl Remote for SshHost {
     }
 
     fn recall(&self, key: MemoKey) -> Option<String> {
-        let dir = self
-            .memo_dir
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
-        read_memo(&dir, key)
+        read_memo(&self.memo_dir()?, key)
     }
 
     fn remember(&self, key: MemoKey, value: &str) {
-        let dir = self
-            .memo_dir
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(dir) = dir
+        if let Some(dir) = self.memo_dir()
             && let Err(e) = write_memo(&dir, key, value)
         {
             // Only a hint for the next run: it then asks the host twice, as without it.
@@ -757,6 +755,49 @@ fn write_memo(dir: &Path, key: MemoKey, value: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memos_round_trip_within_their_bound_and_never_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            read_memo(dir.path(), MemoKey::Facts),
+            None,
+            "nothing kept yet"
+        );
+        write_memo(dir.path(), MemoKey::Facts, "os_id=debian\nprobe_end=1\n").unwrap();
+        write_memo(dir.path(), MemoKey::Facts, "os_id=rhel\nprobe_end=1\n").unwrap();
+        assert_eq!(
+            read_memo(dir.path(), MemoKey::Facts).as_deref(),
+            Some("os_id=rhel\nprobe_end=1\n"),
+            "the newer value replaces the older"
+        );
+        let file = dir.path().join(MemoKey::Facts.file_name());
+        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+
+        let big = "x".repeat(MAX_MEMO_BYTES as usize + 1);
+        assert!(write_memo(dir.path(), MemoKey::Facts, &big).is_err());
+        std::fs::write(&file, &big).unwrap();
+        assert_eq!(
+            read_memo(dir.path(), MemoKey::Facts),
+            None,
+            "over the bound: ignored"
+        );
+
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "os_id=planted\n").unwrap();
+        std::fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+        assert_eq!(
+            read_memo(dir.path(), MemoKey::Facts),
+            None,
+            "a symlink is not followed"
+        );
+    }
 
     #[test]
     fn dead_kept_masters_are_swept_and_live_ones_kept() {
