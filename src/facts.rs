@@ -95,15 +95,37 @@ pub struct Scope<'a> {
     /// Whether the running kernel has a netdump module (`modinfo`): what an `auto` client
     /// flavour is decided by, and only that.
     pub netdump_module: bool,
+    /// When to ask the ssh client its version (`ssh -V`, the costliest program of the probe).
+    pub ssh_version: SshVersion<'a>,
+    /// Whether the ssh client's configuration includes `ssh_config.d` (a kdump client's
+    /// drop-in depends on it; a netdump client has no use for it).
+    pub ssh_client_config: bool,
+}
+
+/// When a client's probe runs `ssh -V`. The version only chooses the type of a netdump client's
+/// new key pair (ed25519 from OpenSSH 6.5), so once that key pair exists nothing reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshVersion<'a> {
+    Never,
+    Always,
+    /// Only while the key pair at this private key path (and its `.pub`) is incomplete.
+    UnlessKeyPair(&'a str),
 }
 
 impl<'a> Scope<'a> {
     /// Every fact (used where the host's roles are not known up front).
     pub fn full(server: Option<&'a str>) -> Scope<'a> {
+        let client = server.is_some();
         Scope {
             server: true,
             client_of: server,
-            netdump_module: server.is_some(),
+            netdump_module: client,
+            ssh_version: if client {
+                SshVersion::Always
+            } else {
+                SshVersion::Never
+            },
+            ssh_client_config: client,
         }
     }
 }
@@ -118,8 +140,10 @@ pub fn probe_script(server: Option<&str>) -> String {
 ///
 /// Why it is written the way it is: it runs on every host of every run, so a no-op run costs
 /// mostly what this script spawns. Files under /proc and /sys and the host keys are read with the
-/// shell's `read`, the route is cut apart with parameter expansion, and the next hop is pinged
-/// only when the kernel has no MAC for it yet — one `uname`, and per role two or three programs.
+/// shell's `read` (host name, kernel and machine too; `uname` only where the kernel predates
+/// /proc/sys/kernel/arch, 6.1), the route is cut apart with parameter expansion, and the next
+/// hop is pinged only when the kernel has no MAC for it yet: a client starts `ip`, a server two
+/// or three programs.
 /// It stays within what RHEL 3's bash 2.05 and a busybox `sh` understand.
 pub fn probe_script_for(scope: Scope<'_>, extra: &str) -> String {
     let server_facts = if scope.server {
@@ -132,13 +156,25 @@ sshd_bin=$(command -v sshd || echo /usr/sbin/sshd); [ -x "$sshd_bin" ] && echo "
     } else {
         String::new()
     };
+    let ssh_version = match scope.ssh_version {
+        SshVersion::Never => String::new(),
+        SshVersion::Always => "echo \"ssh_version=$(ssh -V 2>&1)\"\n".to_string(),
+        SshVersion::UnlessKeyPair(key) => {
+            let k = sh_quote(key);
+            let p = sh_quote(&format!("{key}.pub"));
+            format!("[ -f {k} ] && [ -f {p} ] || echo \"ssh_version=$(ssh -V 2>&1)\"\n")
+        }
+    };
+    let ssh_client_config = if scope.ssh_client_config {
+        "grep -qi '^[[:space:]]*Include[[:space:]]\\+/etc/ssh/ssh_config.d' /etc/ssh/ssh_config && echo ssh_config_include=yes\n"
+    } else {
+        ""
+    };
     let client_facts = match scope.client_of {
         Some(s) => {
             let s = sh_quote(s);
             format!(
-                r#"echo "ssh_version=$(ssh -V 2>&1)"
-grep -qi '^[[:space:]]*Include[[:space:]]\+/etc/ssh/ssh_config.d' /etc/ssh/ssh_config && echo ssh_config_include=yes
-r=$(ip -o route get {s} 2>/dev/null); r=${{r%%"$nl"*}}
+                r#"{ssh_version}{ssh_client_config}r=$(ip -o route get {s} 2>/dev/null); r=${{r%%"$nl"*}}
 echo "route=$r"
 via=; dev=
 case "$r" in *" via "*) via=${{r#* via }}; via=${{via%% *}};; esac
@@ -188,8 +224,12 @@ nl='
 if [ -r /etc/os-release ]; then . /etc/os-release; echo "os_id=$ID"; echo "os_version=$VERSION_ID"; echo "os_like=$ID_LIKE"
 elif [ -r /etc/redhat-release ]; then read -r rel < /etc/redhat-release; v=${{rel#*release }}; echo "os_id=rhel"; echo "os_version=${{v%% *}}"; echo "os_like=rhel"
 else echo "os_id=unknown"; echo "os_version="; echo "os_like="; fi
-set -- $(uname -n -r -m)
-echo "hostname=$1"; echo "kernel=$2"; echo "arch=$3"
+h=; k=; a=
+[ -r /proc/sys/kernel/hostname ] && read -r h < /proc/sys/kernel/hostname
+[ -r /proc/sys/kernel/osrelease ] && read -r k < /proc/sys/kernel/osrelease
+[ -r /proc/sys/kernel/arch ] && read -r a < /proc/sys/kernel/arch
+if [ -z "$h" ] || [ -z "$k" ] || [ -z "$a" ]; then set -- $(uname -n -r -m); h=$1; k=$2; a=$3; fi
+echo "hostname=$h"; echo "kernel=$k"; echo "arch=$a"
 if command -v apt-get >/dev/null; then echo pkg=apt
 elif command -v dnf >/dev/null; then echo pkg=dnf
 elif command -v yum >/dev/null; then echo pkg=yum
@@ -345,7 +385,22 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         let f = parse(&text).unwrap();
-        assert!(!f.kernel.is_empty());
+        // Read from /proc where the kernel has it: the same as uname says.
+        let uname = |flag: &str| {
+            let o = std::process::Command::new("uname")
+                .arg(flag)
+                .output()
+                .unwrap();
+            String::from_utf8(o.stdout).unwrap().trim().to_string()
+        };
+        assert_eq!(
+            (f.hostname.as_str(), f.kernel.as_str(), f.arch.as_str()),
+            (
+                uname("-n").as_str(),
+                uname("-r").as_str(),
+                uname("-m").as_str()
+            )
+        );
         assert_eq!(f.route.as_ref().unwrap().dev, "lo");
         assert_eq!(f.boot_id.len(), 36, "{text}");
     }

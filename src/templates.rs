@@ -122,3 +122,23 @@ fn describe(e: &minijinja::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    /// The files rendered from these are read back on every run by the host's shell itself,
+    /// which it does only for printable ASCII (anything else costs a `base64` per file and
+    /// run), and the oldest clients' init scripts predate UTF-8 locales.
+    #[test]
+    fn embedded_templates_are_printable_ascii() {
+        for (name, text) in super::EMBEDDED {
+            for (i, line) in text.lines().enumerate() {
+                assert!(
+                    line.bytes()
+                        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b)),
+                    "{name}:{}: not printable ASCII: {line}",
+                    i + 1
+                );
+            }
+        }
+    }
+}

@@ -95,14 +95,14 @@ pub(super) async fn converge_host(
 ) -> Result<bool, Stop> {
     // The phase is reported either way: with a prefetched observation it is over at once.
     sink.phase(host, "observe");
-    let snippets: Vec<String> = resources.iter().map(|r| r.observe_script()).collect();
+    let wanted = batch::Observation::of(resources);
     let observed = match prefetched {
-        Some(p) if p.scripts == snippets => p.observed.clone(),
+        Some(p) if p.observation == wanted => p.observed.clone(),
         other => {
             if other.is_some() {
                 tracing::debug!("{host}: the facts changed since the last run; observing again");
             }
-            observe(host, remote, &snippets, timeout).await?
+            observe(host, remote, &wanted, timeout).await?
         }
     };
     plan_and_converge(host, remote, resources, &observed, check, diff, sink).await
@@ -112,20 +112,21 @@ pub(super) async fn converge_host(
 async fn observe(
     host: &str,
     remote: &dyn Remote,
-    snippets: &[String],
+    observation: &batch::Observation,
     timeout: Duration,
 ) -> Result<Vec<Observed>, Stop> {
     let nonce = batch::nonce();
-    let script = batch::observe_script(snippets, &nonce);
+    let mut command = RemoteCommand::new("observe", observation.script(&nonce)).timeout(timeout);
+    if !observation.may_wait {
+        command = command.read_only();
+    }
     // Observation is read-only: when its output comes back cut short (seen rarely over a
     // loaded mux connection), it is simply asked again.
     let mut attempt = 0;
     let (out, observed) = loop {
         attempt += 1;
-        let out = remote
-            .run(RemoteCommand::new("observe", script.clone()).timeout(timeout))
-            .await?;
-        match batch::split(&out.stdout_str(), &nonce, snippets.len()) {
+        let out = remote.run(command.clone()).await?;
+        match batch::split(&out.stdout_str(), &nonce, observation.len()) {
             Ok(o) => break (out, Ok(o)),
             Err(e) if attempt < 3 => {
                 tracing::warn!(

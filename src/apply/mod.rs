@@ -23,10 +23,10 @@ use async_trait::async_trait;
 
 use crate::facts::{self, Facts};
 use crate::report::{Event, HostOutcome, Recap, Reporter, ResourceStatus};
-use crate::resources::{KeyPair, Resource, batch};
+use crate::resources::{KeyPair, batch};
 use crate::roles::kdump_client::AfterConverge;
 use crate::roles::{self, ClientKey, netdump_client, server};
-use crate::settings::{ClientFlavor, ClientSettings, FleetSettings};
+use crate::settings::{ClientFlavor, ClientSettings, FleetSettings, KeyType};
 use crate::ssh::{MemoKey, Remote, RemoteCommand, SshError, Target};
 use crate::templates::Templates;
 use converge::{converge_host, ensure_keypair};
@@ -191,9 +191,9 @@ struct HostState {
     prefetched: Option<Prefetched>,
 }
 
-/// Observations made ahead of planning: the snippets that were run, and what each printed.
+/// Observations made ahead of planning: what was observed, and what each snippet printed.
 pub(super) struct Prefetched {
-    scripts: Vec<String>,
+    observation: batch::Observation,
     observed: Vec<crate::resources::Observed>,
 }
 
@@ -321,20 +321,27 @@ impl Run {
                 sink.phase(&host, "connect");
                 let remote = connector.connect(&target).await?;
                 sink.phase(&host, "facts");
-                let server_addr = fleet.clients.get(&host).map(|c| c.server_address.clone());
+                let settings = fleet.clients.get(&host);
                 let scope = facts::Scope {
                     server: fleet.servers.contains_key(&host),
-                    client_of: server_addr.as_deref(),
-                    netdump_module: fleet
-                        .clients
-                        .get(&host)
-                        .is_some_and(|c| c.flavor == ClientFlavor::Auto),
+                    client_of: settings.map(|c| c.server_address.as_str()),
+                    netdump_module: settings.is_some_and(|c| c.flavor == ClientFlavor::Auto),
+                    ssh_version: match settings {
+                        // Only the type of a new netdump key pair depends on it.
+                        Some(c)
+                            if c.flavor != ClientFlavor::Kdump && c.key_type == KeyType::Auto =>
+                        {
+                            facts::SshVersion::UnlessKeyPair(netdump_client::KEY_PATH)
+                        }
+                        _ => facts::SshVersion::Never,
+                    },
+                    ssh_client_config: settings.is_some_and(|c| c.flavor != ClientFlavor::Netdump),
                 };
                 let guess = |f: &Facts| {
                     if is_managed {
-                        ahead.observation_snippets(&fleet, &host, f)
+                        ahead.observation(&fleet, &host, f)
                     } else {
-                        Vec::new()
+                        batch::Observation::default()
                     }
                 };
                 host_state(
@@ -632,12 +639,7 @@ impl Ahead {
     /// The observation snippets of `host`'s resources if its facts were `facts`. What only
     /// changes the desired contents (client keys, server host keys) is left empty or stood in
     /// for: observation does not depend on it. Empty when the role cannot be planned (phase 3 or 4 says why).
-    fn observation_snippets(
-        &self,
-        fleet: &FleetSettings,
-        host: &str,
-        facts: &Facts,
-    ) -> Vec<String> {
+    fn observation(&self, fleet: &FleetSettings, host: &str, facts: &Facts) -> batch::Observation {
         let resources = if let Some(settings) = fleet.servers.get(host) {
             self.roles.server(server::ServerInputs {
                 settings,
@@ -660,10 +662,10 @@ impl Ahead {
             self.roles
                 .client(settings, flavor, facts, &stand_in, &self.templates)
         } else {
-            return Vec::new();
+            return batch::Observation::default();
         };
         resources
-            .map(|rs| rs.iter().map(|r| r.observe_script()).collect())
+            .map(|rs| batch::Observation::of(&rs))
             .unwrap_or_default()
     }
 }
@@ -681,46 +683,49 @@ async fn host_state(
     remote: Arc<dyn Remote>,
     scope: facts::Scope<'_>,
     client: Option<&ClientSettings>,
-    guess: &(dyn Fn(&Facts) -> Vec<String> + Sync),
+    guess: &(dyn Fn(&Facts) -> batch::Observation + Sync),
     check: bool,
     timeout: Duration,
     sink: &Sink,
 ) -> Result<(HostState, Option<KeyMade>), Stop> {
     let key_paths = client.map(roles::client_key_paths).unwrap_or_default();
     let nonce = batch::nonce();
-    let mut snippets: Vec<String> = key_paths
-        .iter()
-        .map(|p| KeyPair::observer(p).observe_script())
-        .collect();
+    let mut observation = batch::Observation::default();
+    for p in &key_paths {
+        observation.push(&KeyPair::observer(p));
+    }
     let remembered = remote.recall(MemoKey::Facts);
     let guessed = remembered
         .as_deref()
         .and_then(|t| facts::parse(t).ok())
         .map(|f| guess(&f))
         .unwrap_or_default();
-    snippets.extend(guessed.iter().cloned());
-    let extra = if snippets.is_empty() {
+    observation.extend(&guessed);
+    let snippets = observation.len();
+    let extra = if observation.is_empty() {
         String::new()
     } else {
-        batch::observe_script(&snippets, &nonce)
+        observation.script(&nonce)
     };
     let probe = facts::probe_script_for(scope, &extra);
+    let mut command = RemoteCommand::new("facts", probe).timeout(timeout);
+    if !observation.may_wait {
+        command = command.read_only();
+    }
     // Read-only: output cut short is asked for again (see converge_host).
     let mut attempt = 0;
     let (facts, preamble, mut obs) = loop {
         attempt += 1;
-        let out = remote
-            .run(RemoteCommand::new("facts", probe.clone()).timeout(timeout))
-            .await?;
+        let out = remote.run(command.clone()).await?;
         let text = out.stdout_str();
         let preamble = batch::preamble(&text);
         let parsed = facts::parse(preamble)
             .map_err(|e| e.to_string())
             .and_then(|f| {
-                if snippets.is_empty() {
+                if snippets == 0 {
                     return Ok((f, Vec::new()));
                 }
-                batch::split(&text, &nonce, snippets.len())
+                batch::split(&text, &nonce, snippets)
                     .map(|o| (f, o))
                     .map_err(|e| e.to_string())
             })
@@ -743,7 +748,7 @@ async fn host_state(
     }
     let prefetched = (!guessed.is_empty()).then(|| Prefetched {
         observed: obs.split_off(key_paths.len()),
-        scripts: guessed,
+        observation: guessed,
     });
     let key_obs = obs;
     let client = match client {

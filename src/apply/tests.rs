@@ -43,8 +43,8 @@ struct FakeHost {
 /// What fake connections remember between runs, by host (a kept ssh master's memo).
 type Memo = Arc<Mutex<HashMap<String, String>>>;
 
-/// Every step run: (host, step name, its stdin as text).
-type Steps = Arc<Mutex<Vec<(String, String, String)>>>;
+/// Every step run: (host, step name, its stdin as text, whether the host bounds it too).
+type Steps = Arc<Mutex<Vec<(String, String, String, bool)>>>;
 
 /// Runs a read-only observation script with the local `sh`.
 async fn observe_locally(script: &str) -> String {
@@ -68,6 +68,7 @@ impl Remote for FakeHost {
             self.name.clone(),
             cmd.step.clone(),
             String::from_utf8_lossy(cmd.stdin.as_deref().unwrap_or_default()).into_owned(),
+            cmd.remote_bound,
         ));
         let ok = |stdout: String| CommandOutput {
             status: Some(0),
@@ -245,6 +246,8 @@ struct Outcome {
     steps: Vec<(String, String)>,
     /// (host, stdin) of every converge step that had one (file contents).
     written: Vec<(String, String)>,
+    /// (host, step) of the steps run without the remote `timeout`.
+    read_only: Vec<(String, String)>,
 }
 
 fn run(behaviours: &[(&str, Behaviour)], check: bool, reboot: Option<Duration>) -> Outcome {
@@ -309,11 +312,19 @@ fn run_remembering(
     Outcome {
         hosts,
         events,
-        steps: all.iter().map(|(h, s, _)| (h.clone(), s.clone())).collect(),
+        steps: all
+            .iter()
+            .map(|(h, s, _, _)| (h.clone(), s.clone()))
+            .collect(),
+        read_only: all
+            .iter()
+            .filter(|(_, _, _, bound)| !bound)
+            .map(|(h, s, _, _)| (h.clone(), s.clone()))
+            .collect(),
         written: all
             .into_iter()
-            .filter(|(_, s, stdin)| s.starts_with("converge") && !stdin.is_empty())
-            .map(|(h, _, stdin)| (h, stdin))
+            .filter(|(_, s, stdin, _)| s.starts_with("converge") && !stdin.is_empty())
+            .map(|(h, _, stdin, _)| (h, stdin))
             .collect(),
     }
 }
@@ -337,6 +348,18 @@ fn a_healthy_fleet_converges_every_host_once() {
         );
     }
     assert_eq!(done(&o), 5, "one verdict per host");
+    // Only reading steps go without the host's own bound; whatever writes keeps it. (The test
+    // roles manage files only, so every reading step here is one.)
+    let mut reading: Vec<(String, String)> = o
+        .steps
+        .iter()
+        .filter(|(_, s)| s == "facts" || s == "observe")
+        .cloned()
+        .collect();
+    reading.sort();
+    let mut read_only = o.read_only.clone();
+    read_only.sort();
+    assert_eq!(read_only, reading);
     // Servers converge before their clients, and with their clients' new keys.
     let pos = |h: &str, step: &str| {
         o.steps

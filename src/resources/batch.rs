@@ -1,6 +1,6 @@
 //! One remote script observes every resource of a host; its output is split back per resource.
 
-use super::Observed;
+use super::{Observed, Resource};
 
 /// A fresh random marker for one batched script.
 pub fn nonce() -> String {
@@ -11,13 +11,102 @@ pub fn nonce() -> String {
         .collect()
 }
 
-/// Builds the batched observation script. Each section is delimited by marker lines carrying a
+/// One resource's observation snippet, and whether it may run in the script's own shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    pub script: String,
+    /// See [`Resource::observation_in_place`]; otherwise it runs in a subshell of its own.
+    pub in_place: bool,
+}
+
+impl Snippet {
+    pub fn of(r: &dyn Resource) -> Snippet {
+        Snippet {
+            script: r.observe_script(),
+            in_place: r.observation_in_place(),
+        }
+    }
+
+    /// A snippet run in a subshell of its own.
+    pub fn subshell(script: impl Into<String>) -> Snippet {
+        Snippet {
+            script: script.into(),
+            in_place: false,
+        }
+    }
+}
+
+/// What one round trip observes: each resource's snippet in order, the paths whose attributes
+/// the script reads up front with one `stat`, and whether a snippet may wait on something.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    pub snippets: Vec<Snippet>,
+    pub stat_paths: Vec<String>,
+    /// Some snippet asks a package manager, an init system or an arbitrary command, which can
+    /// wait on a lock or a daemon: then the round trip keeps its remote bound.
+    pub may_wait: bool,
+}
+
+impl Observation {
+    pub fn of(resources: &[Box<dyn Resource>]) -> Observation {
+        let mut o = Observation::default();
+        for r in resources {
+            o.push(r.as_ref());
+        }
+        o
+    }
+
+    pub fn push(&mut self, r: &dyn Resource) {
+        self.snippets.push(Snippet::of(r));
+        if let Some(p) = r.observed_path()
+            && !self.stat_paths.iter().any(|q| q == p)
+        {
+            self.stat_paths.push(p.to_string());
+        }
+        self.may_wait |= r.observation_may_wait();
+    }
+
+    /// `other`'s snippets after these.
+    pub fn extend(&mut self, other: &Observation) {
+        self.snippets.extend(other.snippets.iter().cloned());
+        for p in &other.stat_paths {
+            if !self.stat_paths.contains(p) {
+                self.stat_paths.push(p.clone());
+            }
+        }
+        self.may_wait |= other.may_wait;
+    }
+
+    pub fn len(&self) -> usize {
+        self.snippets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.snippets.is_empty()
+    }
+
+    /// The batched script (see [`observe_script`]).
+    pub fn script(&self, nonce: &str) -> String {
+        observe_script(&self.snippets, &self.stat_paths, nonce)
+    }
+}
+
+/// Builds the batched observation script: the path functions with the attributes of
+/// `stat_paths` (see [`super::file::path_prelude`]), then each snippet in its own section, in a
+/// subshell unless it may run in place. Sections are delimited by marker lines carrying a
 /// per-run nonce, so resource output can never forge a boundary.
-pub fn observe_script(snippets: &[String], nonce: &str) -> String {
+pub fn observe_script(snippets: &[Snippet], stat_paths: &[String], nonce: &str) -> String {
     let mut s = String::from("exec 2>&1\n");
+    s.push_str(&super::file::path_prelude(stat_paths));
     for (i, snippet) in snippets.iter().enumerate() {
+        let (open, close) = if snippet.in_place {
+            ("{", "}")
+        } else {
+            ("(", ")")
+        };
         s.push_str(&format!(
-            "printf '\\n@@NDP-{nonce} {i} begin\\n'\n( {snippet}\n)\nprintf '\\n@@NDP-{nonce} {i} end %s\\n' \"$?\"\n"
+            "printf '\\n@@NDP-{nonce} {i} begin\\n'\n{open} {}\n{close}\nprintf '\\n@@NDP-{nonce} {i} end %s\\n' \"$?\"\n",
+            snippet.script
         ));
     }
     s
@@ -156,13 +245,13 @@ mod tests {
 
     #[test]
     fn batch_round_trips_through_a_real_shell() {
-        let snippets = vec![
-            "echo type=file; echo owner=root".to_string(),
-            "echo oops >&2; exit 3".to_string(),
-            "printf 'no newline'".to_string(),
-            "true".to_string(),
+        let snippets = [
+            Snippet::subshell("echo type=file; echo owner=root"),
+            Snippet::subshell("echo oops >&2; exit 3"),
+            Snippet::subshell("printf 'no newline'"),
+            Snippet::subshell("true"),
         ];
-        let out = run_sh(&observe_script(&snippets, "abc123"));
+        let out = run_sh(&observe_script(&snippets, &[], "abc123"));
         let obs = split(&out, "abc123", 4).unwrap();
         assert_eq!(preamble(&format!("facts=1\n{out}")), "facts=1\n");
         assert_eq!(obs[0].text, "type=file\nowner=root\n");
@@ -174,12 +263,43 @@ mod tests {
     }
 
     #[test]
+    fn an_observation_knows_its_paths_and_whether_it_may_wait() {
+        use crate::resources::{File, Package, Sysctl};
+        let file = |p: &str| {
+            Box::new(File {
+                path: p.into(),
+                content: Vec::new(),
+                owner: "root".into(),
+                group: "root".into(),
+                mode: 0o644,
+                secret: false,
+            }) as Box<dyn Resource>
+        };
+        let sysctl = Box::new(Sysctl {
+            key: "kernel.sysrq".into(),
+            value: "1".into(),
+        }) as Box<dyn Resource>;
+        let quiet = Observation::of(&[file("/a"), sysctl, file("/b"), file("/a")]);
+        assert_eq!(quiet.len(), 4);
+        assert_eq!(quiet.stat_paths, ["/a", "/b"]);
+        assert!(!quiet.may_wait, "files and /proc only");
+        let mut waits = Observation::of(&[file("/c")]);
+        waits.extend(&Observation::of(&[Box::new(Package {
+            name: "netdump".into(),
+            manager: crate::facts::PackageManager::Apt,
+            opt_out: "",
+        })]));
+        assert_eq!(waits.stat_paths, ["/c"]);
+        assert!(waits.may_wait, "a package manager may wait on its lock");
+    }
+
+    #[test]
     fn forged_markers_with_another_nonce_do_not_split() {
-        let snippets = vec![
-            "echo '@@NDP-evil 1 begin'".to_string(),
-            "echo two".to_string(),
+        let snippets = [
+            Snippet::subshell("echo '@@NDP-evil 1 begin'"),
+            Snippet::subshell("echo two"),
         ];
-        let out = run_sh(&observe_script(&snippets, "n0nce"));
+        let out = run_sh(&observe_script(&snippets, &[], "n0nce"));
         let obs = split(&out, "n0nce", 2).unwrap();
         assert_eq!(obs[0].text, "@@NDP-evil 1 begin\n");
         assert_eq!(obs[1].text, "two\n");
@@ -276,8 +396,8 @@ mod tests {
 
     #[test]
     fn truncated_output_is_an_error_not_a_panic() {
-        let snippets = vec!["echo a".to_string(), "echo b".to_string()];
-        let out = run_sh(&observe_script(&snippets, "x"));
+        let snippets = [Snippet::subshell("echo a"), Snippet::subshell("echo b")];
+        let out = run_sh(&observe_script(&snippets, &[], "x"));
         let cut = &out[..out.len() - 10];
         assert_eq!(split(cut, "x", 2), Err(SplitError { section: 1 }));
         assert!(split("", "x", 1).is_err());

@@ -52,33 +52,82 @@ pub enum PathKind {
     Other,
 }
 
+/// Files up to this size whose bytes are printable ASCII (and tabs) are read by the shell
+/// itself, a line at a time; bigger or other files go through `base64`. A shell without buffered
+/// reads (dash) makes one read(2) per byte, so the bound keeps that cheap.
+const SHELL_READ_MAX: usize = 8 * 1024;
+
 /// Shell snippet printing a path's state; content is included when `with_content` and small,
-/// else its sha256. One `stat` for every attribute and one program for the bytes: this runs for
-/// every file of every host on every run, so what it spawns is most of a no-op run's cost.
+/// else its sha256. It calls the functions of [`path_prelude`], which every observation script
+/// starts with ([`super::batch::observe_script`]).
 pub fn observe_path(path: &str, with_content: bool) -> String {
-    let p = sh_quote(path);
-    let sha = format!("h=$(sha256sum < {p}); echo \"sha256=${{h%% *}}\"");
-    let bytes = if with_content {
-        format!(
-            "if [ \"$sz\" -le {MAX_SHOWN} ] 2>/dev/null; then \
-               if command -v base64 >/dev/null 2>&1; then echo enc=b64; base64 < {p}; \
-               else echo enc=hex; od -An -v -tx1 < {p}; fi; \
-             elif command -v sha256sum >/dev/null 2>&1; then {sha}; fi"
-        )
-    } else {
-        format!("if command -v sha256sum >/dev/null 2>&1; then {sha}; fi")
-    };
-    // The format's newlines are literal: `stat -c` prints them as they are, one field a line.
-    format!(
-        "if [ -L {p} ]; then echo type=other; \
-         elif [ -d {p} ]; then echo type=dir; \
-         elif [ -f {p} ]; then echo type=file; \
-         elif [ -e {p} ]; then echo type=other; \
-         else echo type=absent; exit 0; fi\n\
-         s=$(stat -c 'owner=%U\ngroup=%G\nmode=%a\nsize=%s' {p}); echo \"$s\"; sz=${{s##*size=}}\n\
-         if [ -f {p} ]; then {bytes}; fi"
-    )
+    format!("ndp_path {} {}", sh_quote(path), u8::from(with_content))
 }
+
+/// Defines `ndp_path PATH WITH_CONTENT` and reads the attributes of `paths` with one `stat`.
+///
+/// Why it is written the way it is: it runs for every managed path of every host on every run,
+/// and on a no-op run the programs it starts are most of the cost. So one `stat` answers for all
+/// the paths of the script (a path missing from its answer gets its own `stat`), the type comes
+/// from `test`, and a small text file's bytes are read by the shell and printed a line at a
+/// time behind `:` (a last line without newline behind `!`), so no line of it can pass for a
+/// field or a section marker. The shell checks that what it read adds up to the size `stat`
+/// gave and is printable ASCII; otherwise (a file changed meanwhile, a NUL, other bytes) the
+/// bytes go through `base64`. `LC_ALL=C` makes `${#l}` count bytes and `[:print:]` ASCII only.
+pub fn path_prelude(paths: &[String]) -> String {
+    let stat = if paths.is_empty() {
+        "ndp_st=".to_string()
+    } else {
+        let quoted: Vec<String> = paths.iter().map(|p| sh_quote(p)).collect();
+        format!(
+            "ndp_st=$(stat -c '%s|%a|%U|%G|%n' -- {} 2>/dev/null)",
+            quoted.join(" ")
+        )
+    };
+    PATH_FUNCTIONS
+        .replace("@STAT@", &stat)
+        .replace("@MAX_SHOWN@", &MAX_SHOWN.to_string())
+        .replace("@SHELL_READ_MAX@", &SHELL_READ_MAX.to_string())
+}
+
+const PATH_FUNCTIONS: &str = "LC_ALL=C
+nl='
+'
+@STAT@
+ndp_path() {
+  if [ -L \"$1\" ]; then echo type=other
+  elif [ -d \"$1\" ]; then echo type=dir
+  elif [ -f \"$1\" ]; then echo type=file
+  elif [ -e \"$1\" ]; then echo type=other
+  else echo type=absent; return 0; fi
+  s=; r=$ndp_st
+  while [ -n \"$r\" ]; do
+    l=${r%%\"$nl\"*}; t=${l#*|}; t=${t#*|}; t=${t#*|}; t=${t#*|}
+    if [ \"$t\" = \"$1\" ]; then s=$l; break; fi
+    case \"$r\" in *\"$nl\"*) r=${r#*\"$nl\"};; *) r=;; esac
+  done
+  [ -n \"$s\" ] || s=$(stat -c '%s|%a|%U|%G|%n' -- \"$1\")
+  sz=${s%%|*}; t=${s#*|}; echo \"mode=${t%%|*}\"; t=${t#*|}; echo \"owner=${t%%|*}\"
+  t=${t#*|}; echo \"group=${t%%|*}\"; echo \"size=$sz\"
+  [ -f \"$1\" ] && [ ! -L \"$1\" ] || return 0
+  if [ \"$2\" = 1 ] && [ \"$sz\" -le @MAX_SHOWN@ ] 2>/dev/null; then
+    [ \"$sz\" -le @SHELL_READ_MAX@ ] && ndp_lines \"$1\" \"$sz\" && return 0
+    if command -v base64 >/dev/null 2>&1; then echo enc=b64; base64 < \"$1\"
+    else echo enc=hex; od -An -v -tx1 < \"$1\"; fi
+  elif command -v sha256sum >/dev/null 2>&1; then h=$(sha256sum < \"$1\"); echo \"sha256=${h%% *}\"; fi
+}
+ndp_lines() {
+  c=; n=0; l=
+  while IFS= read -r l; do
+    case \"$l\" in *[![:print:]\"\t\"]*) return 1;; esac
+    c=\"$c:$l$nl\"; n=$((n + ${#l} + 1))
+  done < \"$1\"
+  case \"$l\" in *[![:print:]\"\t\"]*) return 1;; esac
+  [ -z \"$l\" ] || { c=\"$c!$l$nl\"; n=$((n + ${#l})); }
+  [ \"$n\" = \"$2\" ] || return 1
+  echo enc=lines; printf '%s' \"$c\"
+}
+";
 
 /// Parses [`observe_path`] output.
 pub fn parse_path(id: &str, o: &Observed) -> Result<PathState, ResourceError> {
@@ -111,7 +160,7 @@ pub fn parse_path(id: &str, o: &Observed) -> Result<PathState, ResourceError> {
         .field("size")
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("no size"))?;
-    let content = decode_content(&o.text).map_err(|e| bad(&e))?;
+    let content = decode_content(&o.text, size).map_err(|e| bad(&e))?;
     // The snippet prints the bytes of a small file instead of its hash.
     let sha256 = o
         .field("sha256")
@@ -128,7 +177,7 @@ pub fn parse_path(id: &str, o: &Observed) -> Result<PathState, ResourceError> {
     })
 }
 
-fn decode_content(text: &str) -> Result<Option<Vec<u8>>, String> {
+fn decode_content(text: &str, size: u64) -> Result<Option<Vec<u8>>, String> {
     use base64::Engine;
     let mut lines = text.lines();
     let enc = loop {
@@ -136,9 +185,13 @@ fn decode_content(text: &str) -> Result<Option<Vec<u8>>, String> {
             None => return Ok(None),
             Some("enc=b64") => break "b64",
             Some("enc=hex") => break "hex",
+            Some("enc=lines") => break "lines",
             Some(_) => continue,
         }
     };
+    if enc == "lines" {
+        return shell_lines(lines, size).map(Some);
+    }
     let body: String = lines.flat_map(|l| l.split_whitespace()).collect();
     match enc {
         "b64" => base64::engine::general_purpose::STANDARD
@@ -149,6 +202,43 @@ fn decode_content(text: &str) -> Result<Option<Vec<u8>>, String> {
             .map(Some)
             .map_err(|e| format!("content is not valid hex: {e}")),
     }
+}
+
+/// The bytes of a file the shell printed a line at a time (see [`path_prelude`]): the shell
+/// checked them already, and they are checked again here, since nothing else vouches for them.
+fn shell_lines<'a>(lines: impl Iterator<Item = &'a str>, size: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut ended = false;
+    for l in lines {
+        if ended {
+            return Err("content goes on after its last line".into());
+        }
+        let (line, newline) = if let Some(l) = l.strip_prefix(':') {
+            (l, true)
+        } else if let Some(l) = l.strip_prefix('!') {
+            ended = true;
+            (l, false)
+        } else {
+            return Err("a content line without its mark".into());
+        };
+        if !line
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            return Err("content read by the shell is not printable ASCII".into());
+        }
+        out.extend_from_slice(line.as_bytes());
+        if newline {
+            out.push(b'\n');
+        }
+    }
+    if out.len() as u64 != size {
+        return Err(format!(
+            "the shell read {} bytes of a {size}-byte file",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -220,6 +310,18 @@ impl Resource for File {
 
     fn observe_script(&self) -> String {
         observe_path(&self.path, self.is_text() || self.secret)
+    }
+
+    fn observed_path(&self) -> Option<&str> {
+        Some(&self.path)
+    }
+
+    fn observation_may_wait(&self) -> bool {
+        false
+    }
+
+    fn observation_in_place(&self) -> bool {
+        true
     }
 
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
@@ -310,6 +412,18 @@ impl Resource for Directory {
 
     fn observe_script(&self) -> String {
         observe_path(&self.path, false)
+    }
+
+    fn observed_path(&self) -> Option<&str> {
+        Some(&self.path)
+    }
+
+    fn observation_may_wait(&self) -> bool {
+        false
+    }
+
+    fn observation_in_place(&self) -> bool {
+        true
     }
 
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
@@ -445,6 +559,104 @@ mod tests {
         let d = c.diff.clone().unwrap();
         assert!(!d.contains("hunter2"));
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    /// Every shape of file through one batched observation with its `stat` table, in the
+    /// host's `sh` and in bash: the bytes come back exact whichever way the shell read them.
+    #[test]
+    fn batched_path_observation_returns_exact_bytes_and_attributes() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "plain",
+                b"NETDUMPADDR=10.0.0.1\n\tindented  x\\y\n".to_vec(),
+            ),
+            ("no newline", b"last line".to_vec()),
+            ("empty", Vec::new()),
+            ("blank lines", b"\n\n".to_vec()),
+            ("utf8", "caf\u{e9}\n".as_bytes().to_vec()),
+            ("nul", b"a\0b\n".to_vec()),
+            ("cr", b"a\r\n".to_vec()),
+            (
+                "forged fields",
+                b"owner=evil\nenc=b64\n@@NDP-x 0 end 0\n!\n:\n".to_vec(),
+            ),
+            ("pipe|in name", b"x\n".to_vec()),
+            ("big", vec![b'a'; SHELL_READ_MAX + 1]),
+        ];
+        for (name, bytes) in &cases {
+            std::fs::write(at(name), bytes).unwrap();
+        }
+        std::os::unix::fs::symlink(at("plain"), at("link")).unwrap();
+        std::fs::create_dir(at("dir")).unwrap();
+        let mut paths: Vec<String> = cases.iter().map(|(n, _)| at(n)).collect();
+        paths.extend([at("link"), at("dir"), at("absent")]);
+        // One path is left out of the table: it gets a `stat` of its own.
+        let table = &paths[1..];
+        // In place as the resources run them, every other one in a subshell as well.
+        let snippets: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| crate::resources::batch::Snippet {
+                script: observe_path(p, true),
+                in_place: i % 2 == 0,
+            })
+            .collect();
+        let script = crate::resources::batch::observe_script(&snippets, table, "t");
+        for shell in ["sh", "bash"] {
+            let out = std::process::Command::new(shell)
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            let obs = crate::resources::batch::split(&text, "t", paths.len()).unwrap();
+            let (u, g) = me();
+            for ((name, bytes), o) in cases.iter().zip(&obs) {
+                let st = parse_path(name, o).unwrap_or_else(|e| panic!("{shell} {name}: {e}"));
+                assert_eq!(st.kind, PathKind::File, "{shell} {name}");
+                assert_eq!(
+                    (st.owner.as_str(), st.group.as_str()),
+                    (u.as_str(), g.as_str())
+                );
+                assert_eq!(st.size, bytes.len() as u64, "{shell} {name}");
+                assert_eq!(
+                    st.content.as_ref(),
+                    Some(bytes),
+                    "{shell} {name}: {}",
+                    o.text
+                );
+            }
+            let n = cases.len();
+            assert_eq!(parse_path("link", &obs[n]).unwrap().kind, PathKind::Other);
+            assert_eq!(parse_path("link", &obs[n]).unwrap().content, None);
+            assert_eq!(parse_path("dir", &obs[n + 1]).unwrap().kind, PathKind::Dir);
+            assert_eq!(
+                parse_path("absent", &obs[n + 2]).unwrap().kind,
+                PathKind::Absent
+            );
+            // What the shell read itself is marked as such, bigger or other files are not.
+            assert!(obs[0].text.contains("enc=lines"), "{shell}");
+            assert!(obs[4].text.contains("enc=b64"), "{shell}: utf8");
+            assert!(obs[9].text.contains("enc=b64"), "{shell}: big");
+        }
+    }
+
+    #[test]
+    fn shell_read_content_is_checked_again_when_parsed() {
+        let parse = |text: &str, size| decode_content(text, size);
+        assert_eq!(
+            parse("enc=lines\n:a\n!b\n", 3).unwrap(),
+            Some(b"a\nb".to_vec())
+        );
+        assert!(parse("enc=lines\n:a\n", 3).is_err(), "size differs");
+        assert!(parse("enc=lines\nb\n", 1).is_err(), "unmarked line");
+        assert!(
+            parse("enc=lines\n!a\n:b\n", 3).is_err(),
+            "line after the last"
+        );
+        assert!(parse("enc=lines\n:caf\u{e9}\n", 6).is_err(), "not ASCII");
     }
 
     #[test]

@@ -49,6 +49,14 @@ impl Resource for KeyPair {
         )
     }
 
+    fn observation_may_wait(&self) -> bool {
+        false
+    }
+
+    fn observation_in_place(&self) -> bool {
+        true
+    }
+
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
         let k = sh_quote(&self.path);
         let pubk = sh_quote(&format!("{}.pub", self.path));

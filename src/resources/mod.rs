@@ -125,8 +125,25 @@ pub enum ResourceError {
 pub trait Resource: Send + Sync {
     /// Stable id, unique on a host: `file:/etc/sysconfig/netdump`, `user:netdump`, ...
     fn id(&self) -> String;
-    /// POSIX sh snippet printing the current state. Runs as part of one batched script.
+    /// POSIX sh snippet printing the current state. Runs as part of one batched script, after
+    /// [`file::path_prelude`].
     fn observe_script(&self) -> String;
+    /// The path whose attributes the snippet asks `ndp_path` for: the batch reads them all
+    /// with one `stat` up front.
+    fn observed_path(&self) -> Option<&str> {
+        None
+    }
+    /// Whether the snippet may run in the observation script's own shell rather than a
+    /// subshell (a fork per resource): it neither exits nor changes the shell's options, traps,
+    /// directory or descriptors, and sets only variables it assigns before reading them.
+    fn observation_in_place(&self) -> bool {
+        false
+    }
+    /// Whether the snippet may wait on something (a lock, a daemon, an arbitrary command), so
+    /// that its round trip needs the remote `timeout` (see `RemoteCommand::read_only`).
+    fn observation_may_wait(&self) -> bool {
+        true
+    }
     /// Pure: compares the observation with the desired state.
     fn plan(&self, observed: &Observed, ctx: &PlanContext) -> Result<Plan, ResourceError>;
 }
@@ -139,7 +156,7 @@ pub use crate::ssh::shell::single_quote as sh_quote;
 pub(crate) fn observe_local(script: &str) -> Observed {
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(script)
+        .arg(format!("{}{script}", file::path_prelude(&[])))
         .output()
         .expect("run sh");
     Observed {

@@ -28,6 +28,14 @@ impl Resource for Sysctl {
         )
     }
 
+    fn observation_may_wait(&self) -> bool {
+        false
+    }
+
+    fn observation_in_place(&self) -> bool {
+        true
+    }
+
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
         if observed.field("value-missing").is_some() {
             return Err(ResourceError::Invalid {

@@ -27,9 +27,9 @@ pub fn local_deadline(timeout: Duration) -> Duration {
 }
 
 /// The command line sshd hands to the login shell: `[sudo -n] sh -c WRAPPER sh SECS SCRIPT`,
-/// every word quoted, so the script reaches `sh -c` byte for byte.
-pub fn remote_line(script: &str, timeout: Duration, become_: bool) -> String {
-    let wrapper = WRAPPER.replace("KILL", &KILL_AFTER_SECS.to_string());
+/// every word quoted, so the script reaches `sh -c` byte for byte. Without `remote_bound` (a
+/// read-only step, see [`super::RemoteCommand::read_only`]) it is `[sudo -n] sh -c -- SCRIPT`.
+pub fn remote_line(script: &str, timeout: Duration, become_: bool, remote_bound: bool) -> String {
     let mut words: Vec<String> = Vec::new();
     if become_ {
         words.push("sudo".into());
@@ -37,9 +37,15 @@ pub fn remote_line(script: &str, timeout: Duration, become_: bool) -> String {
     }
     words.push("sh".into());
     words.push("-c".into());
-    words.push(quote(&wrapper));
-    words.push("sh".into());
-    words.push(remote_secs(timeout).to_string());
+    if remote_bound {
+        words.push(quote(
+            &WRAPPER.replace("KILL", &KILL_AFTER_SECS.to_string()),
+        ));
+        words.push("sh".into());
+        words.push(remote_secs(timeout).to_string());
+    } else {
+        words.push("--".into());
+    }
     words.push(quote(script));
     words.join(" ")
 }
@@ -117,26 +123,46 @@ mod tests {
     #[test]
     fn script_arrives_verbatim_with_stdin() {
         let script = "printf '%s|' \"$0\" \"it's\" '$HOME' \"`echo x`\"; echo; cat; exit 3";
-        let out = run_line(
-            &remote_line(script, Duration::from_secs(30), false),
-            b"in\0put",
-        );
-        assert_eq!(out.status.code(), Some(3));
-        assert_eq!(out.stdout, b"sh|it's|$HOME|x|\nin\0put");
+        for bound in [true, false] {
+            let out = run_line(
+                &remote_line(script, Duration::from_secs(30), false, bound),
+                b"in\0put",
+            );
+            assert_eq!(out.status.code(), Some(3), "remote bound: {bound}");
+            assert_eq!(
+                out.stdout, b"sh|it's|$HOME|x|\nin\0put",
+                "remote bound: {bound}"
+            );
+        }
     }
 
     #[test]
     fn scripts_starting_with_a_dash_are_not_options() {
-        let out = run_line(
-            &remote_line("-x 2>/dev/null; echo ran", Duration::from_secs(30), false),
-            b"",
-        );
-        assert_eq!(out.stdout, b"ran\n");
+        for bound in [true, false] {
+            let out = run_line(
+                &remote_line(
+                    "-x 2>/dev/null; echo ran",
+                    Duration::from_secs(30),
+                    false,
+                    bound,
+                ),
+                b"",
+            );
+            assert_eq!(out.stdout, b"ran\n", "remote bound: {bound}");
+        }
+    }
+
+    #[test]
+    fn read_only_lines_start_no_timeout() {
+        let line = remote_line("id", Duration::from_secs(5), false, false);
+        assert_eq!(line, "sh -c -- id");
+        let line = remote_line("id", Duration::from_secs(5), true, false);
+        assert_eq!(line, "sudo -n sh -c -- id");
     }
 
     #[test]
     fn become_line_starts_with_sudo_n() {
-        let line = remote_line("id", Duration::from_secs(5), true);
+        let line = remote_line("id", Duration::from_secs(5), true, true);
         assert!(line.starts_with("sudo -n sh -c "), "{line}");
         assert!(line.ends_with(" sh 5 id"), "{line}");
     }
@@ -165,7 +191,10 @@ mod tests {
             "sleep 300 >/dev/null 2>&1 & echo $! > {}; wait",
             super::super::shell::single_quote(pidfile.to_str().unwrap())
         );
-        let out = run_line(&remote_line(&script, Duration::from_secs(1), false), b"");
+        let out = run_line(
+            &remote_line(&script, Duration::from_secs(1), false, true),
+            b"",
+        );
         assert_eq!(out.status.code(), Some(124));
         let pid: u32 = std::fs::read_to_string(&pidfile)
             .unwrap()

@@ -660,7 +660,12 @@ impl Remote for SshHost {
             .acquire()
             .await
             .map_err(|_| self.err_other(&cmd.step, "the host connection is closing".into()))?;
-        let line = remote_line(&cmd.script, cmd.timeout, self.target.become_);
+        let line = remote_line(
+            &cmd.script,
+            cmd.timeout,
+            self.target.become_,
+            cmd.remote_bound,
+        );
         let started = Instant::now();
         // The step name and sizes only: scripts can be long, stdin may hold secrets.
         tracing::debug!(
@@ -695,7 +700,8 @@ impl Remote for SshHost {
                 reason,
             });
         }
-        if killed_by_remote_timeout(out.status, started.elapsed(), cmd.timeout) {
+        if cmd.remote_bound && killed_by_remote_timeout(out.status, started.elapsed(), cmd.timeout)
+        {
             return Err(SshError::Timeout {
                 host: self.target.name.clone(),
                 step: cmd.step.clone(),

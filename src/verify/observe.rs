@@ -172,6 +172,8 @@ pub fn client_script(server_address: &str, paths: &ClientPaths<'_>) -> String {
             server: false,
             client_of: Some(server_address),
             netdump_module: true,
+            ssh_version: crate::facts::SshVersion::Always,
+            ssh_client_config: true,
         },
         &extra,
     )
@@ -254,6 +256,8 @@ pub fn server_script(s: &crate::settings::ServerSettings) -> String {
             server: true,
             client_of: None,
             netdump_module: false,
+            ssh_version: crate::facts::SshVersion::Never,
+            ssh_client_config: false,
         },
         &extra,
     )

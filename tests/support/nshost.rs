@@ -79,7 +79,15 @@ const OVERLAY_DIRS: &[&str] = &["/etc", "/usr", "/var", "/root", "/home", "/opt"
 const RSA_BITS: &str = "1024";
 /// Kernel knobs copied into the fake /proc/sys/kernel (as plain files) so that probes reading
 /// them still find something sensible.
-const KERNEL_FILES_COPIED: &[&str] = &["osrelease", "ostype", "version", "pid_max", "printk"];
+/// (`arch` exists from Linux 6.1 on: where the kernel has none, neither has the host.)
+const KERNEL_FILES_COPIED: &[&str] = &[
+    "osrelease",
+    "ostype",
+    "version",
+    "pid_max",
+    "printk",
+    "arch",
+];
 
 /// True when this process can run namespace hosts. Otherwise prints a loud SKIP line (naming the
 /// reason) and returns false; tests then return early.
@@ -1035,7 +1043,7 @@ fn setup_script(host: &NsHost, gw: Ipv4Addr, d: &Path) -> String {
             "IFS= read -r k_{f} < /proc/sys/kernel/{f} || k_{f}=\n"
         ));
         restore.push_str(&format!(
-            "printf '%s\\n' \"$k_{f}\" > /proc/sys/kernel/{f}\n"
+            "[ -z \"$k_{f}\" ] || printf '%s\\n' \"$k_{f}\" > /proc/sys/kernel/{f}\n"
         ));
     }
     format!(
