@@ -11,16 +11,20 @@ use crate::roles;
 use crate::ssh::{Remote, RemoteCommand};
 
 /// Observes, plans and (unless `check`) generates a key pair; returns its public key
-/// (`None` in check mode when it does not exist yet).
+/// (`None` in check mode when it does not exist yet). When it generates one and `then_observe`
+/// is given, the same round trip observes that too, and what it printed comes back (`None` when
+/// no key was made or the output was cut short).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn ensure_keypair(
     host: &str,
     remote: &dyn Remote,
     kp: &KeyPair,
     observed: Option<crate::resources::Observed>,
+    then_observe: Option<&batch::Observation>,
     check: bool,
     timeout: Duration,
     sink: &Sink,
-) -> Result<Option<String>, Stop> {
+) -> Result<(Option<String>, Option<Vec<Observed>>), Stop> {
     let observed = match observed {
         Some(o) => o,
         None => {
@@ -54,20 +58,39 @@ pub(super) async fn ensure_keypair(
         }
         Ok(Plan::Ok) => {
             emit(ResourceStatus::Ok, String::new(), false);
-            Ok(KeyPair::public_key(&observed.text).and_then(|k| roles::key_material(&k)))
+            Ok((
+                KeyPair::public_key(&observed.text).and_then(|k| roles::key_material(&k)),
+                None,
+            ))
         }
         Ok(Plan::Change(c)) if check => {
             emit(ResourceStatus::Changed, c.summary, true);
-            Ok(None)
+            Ok((None, None))
         }
         Ok(Plan::Change(c)) => {
+            let nonce = batch::nonce();
+            let script = match then_observe {
+                // The observation runs only once the key pair is there, in sections of their
+                // own after the key step's output.
+                Some(o) => format!("(\n{}\n) || exit $?\n{}", c.script, o.script(&nonce)),
+                None => c.script,
+            };
             let out = remote
-                .run(RemoteCommand::new(format!("converge {id}"), c.script).timeout(c.timeout))
+                .run(RemoteCommand::new(format!("converge {id}"), script).timeout(c.timeout))
                 .await?;
-            match KeyPair::public_key(&out.stdout_str()).and_then(|k| roles::key_material(&k)) {
+            let text = out.stdout_str();
+            let key_output = batch::preamble(&text);
+            match KeyPair::public_key(key_output).and_then(|k| roles::key_material(&k)) {
                 Some(k) if out.success() => {
                     emit(ResourceStatus::Changed, c.summary, false);
-                    Ok(Some(k))
+                    let observed = then_observe.and_then(|o| {
+                        batch::split(&text, &nonce, o.len())
+                            .map_err(|e| {
+                                tracing::debug!("{host}: observation after the key pair: {e}")
+                            })
+                            .ok()
+                    });
+                    Ok((Some(k), observed))
                 }
                 _ => {
                     let stop = Stop::converge(host, &id, out.status, &out.stderr_str());

@@ -746,7 +746,7 @@ async fn host_state(
     if remembered.as_deref() != Some(preamble.as_str()) {
         remote.remember(MemoKey::Facts, &preamble);
     }
-    let prefetched = (!guessed.is_empty()).then(|| Prefetched {
+    let mut prefetched = (!guessed.is_empty()).then(|| Prefetched {
         observed: obs.split_off(key_paths.len()),
         observation: guessed,
     });
@@ -761,7 +761,33 @@ async fn host_state(
                         .iter()
                         .position(|p| *p == kp.path)
                         .and_then(|i| key_obs.get(i).cloned());
-                    ensure_keypair(host, &*remote, &kp, seen, check, timeout, sink).await
+                    // Nothing rode along with the facts (a first run): a new key pair's round
+                    // trip observes the client's resources too, so its converge phase needs no
+                    // round trip to look. The key pair is not among them.
+                    let fold = match &prefetched {
+                        None => Some(guess(&facts)).filter(|o| !o.is_empty()),
+                        Some(_) => None,
+                    };
+                    let made = ensure_keypair(
+                        host,
+                        &*remote,
+                        &kp,
+                        seen,
+                        fold.as_ref(),
+                        check,
+                        timeout,
+                        sink,
+                    )
+                    .await;
+                    made.map(|(key, observed)| {
+                        if let (Some(observation), Some(observed)) = (fold, observed) {
+                            prefetched = Some(Prefetched {
+                                observation,
+                                observed,
+                            });
+                        }
+                        key
+                    })
                 }
                 Err(e) => Err(Stop::Role(e)),
             };
