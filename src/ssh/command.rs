@@ -15,13 +15,6 @@ pub const LOCAL_GRACE: Duration = Duration::from_secs(5);
 /// remotely; the local deadline still applies.
 const WRAPPER: &str = "if command -v timeout >/dev/null 2>&1; then exec timeout -k KILL \"$1\" sh -c -- \"$2\"; else exec sh -c -- \"$2\"; fi";
 
-/// How a reading step's script runs (`$1`: the script, inside the function's body): its output
-/// is gathered and written back in one piece when it ends. A script's every `echo` is a write of
-/// its own, and each write wakes sshd, encrypts a packet and wakes the local side: a probe's
-/// fifty lines cost more there than the whole script on the host. The `x` printed on exit,
-/// `exit` included, keeps the output's trailing newlines, which `$(...)` would strip.
-const BUFFERED: &str = "ndp_main() {\n$1\n}\nndp_out=$(trap 'printf x' 0; ndp_main); ndp_rc=$?\nprintf %s \"${ndp_out%x}\"; exit \"$ndp_rc\"";
-
 /// Whole seconds for the remote `timeout` (rounded up, at least 1).
 pub fn remote_secs(timeout: Duration) -> u64 {
     let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
@@ -35,9 +28,7 @@ pub fn local_deadline(timeout: Duration) -> Duration {
 
 /// The command line sshd hands to the login shell: `[sudo -n] sh -c WRAPPER sh SECS SCRIPT`,
 /// every word quoted, so the script reaches `sh -c` byte for byte. Without `remote_bound` (a
-/// read-only step, see [`super::RemoteCommand::read_only`]) it is `[sudo -n] sh -c -- BUFFERED`
-/// with the script in the place of `$1`: its output then must hold no NUL byte (a shell variable
-/// cannot) and it must not set an EXIT trap of its own.
+/// read-only step, see [`super::RemoteCommand::read_only`]) it is `[sudo -n] sh -c -- SCRIPT`.
 pub fn remote_line(script: &str, timeout: Duration, become_: bool, remote_bound: bool) -> String {
     let mut words: Vec<String> = Vec::new();
     if become_ {
@@ -52,11 +43,10 @@ pub fn remote_line(script: &str, timeout: Duration, become_: bool, remote_bound:
         ));
         words.push("sh".into());
         words.push(remote_secs(timeout).to_string());
-        words.push(quote(script));
     } else {
         words.push("--".into());
-        words.push(quote(&BUFFERED.replacen("$1", script, 1)));
     }
+    words.push(quote(script));
     words.join(" ")
 }
 
@@ -133,16 +123,16 @@ mod tests {
     #[test]
     fn script_arrives_verbatim_with_stdin() {
         let script = "printf '%s|' \"$0\" \"it's\" '$HOME' \"`echo x`\"; echo; cat; exit 3";
-        // A reading step's output holds no NUL (see `remote_line`).
-        for (bound, stdin) in [(true, &b"in\0put"[..]), (false, &b"input"[..])] {
+        for bound in [true, false] {
             let out = run_line(
                 &remote_line(script, Duration::from_secs(30), false, bound),
-                stdin,
+                b"in\0put",
             );
             assert_eq!(out.status.code(), Some(3), "remote bound: {bound}");
-            let mut want = b"sh|it's|$HOME|x|\n".to_vec();
-            want.extend_from_slice(stdin);
-            assert_eq!(out.stdout, want, "remote bound: {bound}");
+            assert_eq!(
+                out.stdout, b"sh|it's|$HOME|x|\nin\0put",
+                "remote bound: {bound}"
+            );
         }
     }
 
@@ -165,73 +155,9 @@ mod tests {
     #[test]
     fn read_only_lines_start_no_timeout() {
         let line = remote_line("id", Duration::from_secs(5), false, false);
-        assert!(line.starts_with("sh -c -- 'ndp_main() {\nid\n}"), "{line}");
-        assert!(!line.contains("timeout"), "{line}");
+        assert_eq!(line, "sh -c -- id");
         let line = remote_line("id", Duration::from_secs(5), true, false);
-        assert!(line.starts_with("sudo -n sh -c -- "), "{line}");
-    }
-
-    /// A reading step's output comes back whole and exact, trailing newlines and exit status
-    /// included, whichever way the script ends; in `sh` and in bash.
-    #[test]
-    fn read_only_output_is_written_once_and_exactly() {
-        let cases: [(&str, &[u8], Option<i32>); 5] = [
-            ("printf 'a\\n\\n\\n'", b"a\n\n\n", Some(0)),
-            ("printf 'no newline'", b"no newline", Some(0)),
-            ("echo x; echo xx; exit 4", b"x\nxx\n", Some(4)),
-            ("f() { echo in; exit 2; }; f; echo never", b"in\n", Some(2)),
-            (
-                "case a in a) echo cased;; esac; cat",
-                b"cased\nstdin",
-                Some(0),
-            ),
-        ];
-        for (script, want, code) in cases {
-            let line = remote_line(script, Duration::from_secs(5), false, false);
-            let out = run_line(&line, b"stdin");
-            assert_eq!(out.stdout, want, "{script}");
-            assert_eq!(out.status.code(), code, "{script}");
-            let out = Command::new("bash").arg("-c").arg(&line).output().unwrap();
-            assert_eq!(out.status.code(), code, "bash: {script}");
-        }
-        // One write for everything.
-        if Command::new("strace").arg("-V").output().is_err() {
-            netdump_test_support::skip("one write per reading step", "strace not installed");
-        } else {
-            let line = remote_line(
-                "for i in 1 2 3 4 5; do echo $i; done",
-                Duration::from_secs(5),
-                false,
-                false,
-            );
-            let out = Command::new("strace")
-                .args([
-                    "-f",
-                    "-e",
-                    "trace=write",
-                    "-o",
-                    "/dev/stderr",
-                    "sh",
-                    "-c",
-                    &line,
-                ])
-                .output()
-                .unwrap();
-            // The shell that runs the line writes the whole output in one write(2), and
-            // nothing else: what its child wrote went into the pipe it reads.
-            let trace = String::from_utf8_lossy(&out.stderr);
-            let whole: Vec<&str> = trace
-                .lines()
-                .filter(|l| l.contains("write(1, \"1\\n2\\n3\\n4\\n5\\n\""))
-                .collect();
-            assert_eq!(whole.len(), 1, "{trace}");
-            let pid = whole[0].split_whitespace().next().unwrap_or_default();
-            let writes = trace
-                .lines()
-                .filter(|l| l.starts_with(&format!("{pid} ")) && l.contains("write(1,"))
-                .count();
-            assert_eq!(writes, 1, "{trace}");
-        }
+        assert_eq!(line, "sudo -n sh -c -- id");
     }
 
     #[test]
