@@ -35,6 +35,11 @@ impl KeyPair {
     }
 }
 
+/// Prints `pub=<first line of the quoted public key file>`, read by the shell.
+fn print_pub(quoted_pub: &str) -> String {
+    format!("l=; read -r l < {quoted_pub} || [ -n \"$l\" ]; echo \"pub=$l\"\n")
+}
+
 impl Resource for KeyPair {
     fn id(&self) -> String {
         format!("keypair:{}", self.path)
@@ -77,19 +82,30 @@ impl Resource for KeyPair {
             Some("private-only") => Ok(Plan::Change(Change::new(
                 "derive missing public key",
                 format!(
-                    "set -e\numask 022\nssh-keygen -y -f {k} > {pubk}\necho \"pub=$(head -n1 {pubk})\"\n"
+                    "set -e\numask 022\nssh-keygen -y -f {k} > {pubk}\n{PRINT_PUB}",
+                    PRINT_PUB = print_pub(&pubk)
                 ),
             ))),
             Some("absent") => {
                 let bits = self.bits.map(|b| format!(" -b {b}")).unwrap_or_default();
+                // The directory is worked out here and the key read by the shell: a client's
+                // first run makes its key pair in the same round trip as its first look, and
+                // `dirname` and `head` were two programs of it.
+                let dir = std::path::Path::new(&self.path)
+                    .parent()
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| ".".into());
                 Ok(Plan::Change(Change::new(
                     format!("generate {} key", self.key_type),
                     format!(
-                        "set -e\numask 077\nmkdir -p \"$(dirname {k})\"\n\
+                        "set -e\numask 077\nmkdir -p -- {dir}\n\
                          ssh-keygen -q -t {}{bits} -N '' -C {} -f {k} </dev/null >/dev/null\n\
-                         chmod 600 {k}\nchmod 644 {pubk}\necho \"pub=$(head -n1 {pubk})\"\n",
+                         chmod 600 {k}\nchmod 644 {pubk}\n{}",
                         sh_quote(&self.key_type),
-                        sh_quote(&self.comment)
+                        sh_quote(&self.comment),
+                        print_pub(&pubk),
+                        dir = sh_quote(&dir),
                     ),
                 )))
             }
