@@ -180,16 +180,18 @@ via=; dev=
 case "$r" in *" via "*) via=${{r#* via }}; via=${{via%% *}};; esac
 case "$r" in *" dev "*) dev=${{r#* dev }}; dev=${{dev%% *}};; esac
 hop=${{via:-{s}}}
-# The next hop's neighbour entry: the IPv4 table is a /proc file the shell reads itself, `ip`
-# answers for the rest.
+# The next hop's neighbour entry: the IPv4 table is a /proc file the shell reads itself (what
+# it lacks, `ip` has no address for either), `ip` answers for IPv6.
 neigh() {{
   n=
-  if [ -r /proc/net/arp ]; then
-    while read -r a t f m k d; do
-      if [ "$a" = "$hop" ] && [ "$d" = "$dev" ] && [ "$f" != 0x0 ]; then n="$hop dev $dev lladdr $m"; fi
-    done < /proc/net/arp
-  fi
-  [ -n "$n" ] || n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null)
+  case "$hop" in
+  *:*) n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null) ;;
+  *) if [ -r /proc/net/arp ]; then
+      while read -r a t f m k d; do
+        if [ "$a" = "$hop" ] && [ "$d" = "$dev" ] && [ "$f" != 0x0 ]; then n="$hop dev $dev lladdr $m"; fi
+      done < /proc/net/arp
+    else n=$(ip neigh show "$hop" dev "$dev" 2>/dev/null); fi ;;
+  esac
 }}
 # Loopback has no neighbours to resolve.
 if [ -n "$dev" ] && [ "$dev" != lo ]; then
