@@ -283,14 +283,42 @@ mod tests {
         assert_eq!(quiet.len(), 4);
         assert_eq!(quiet.stat_paths, ["/a", "/b"]);
         assert!(!quiet.may_wait, "files and /proc only");
+        let package = |manager| {
+            Box::new(Package {
+                name: "netdump".into(),
+                manager,
+                opt_out: "",
+            }) as Box<dyn Resource>
+        };
         let mut waits = Observation::of(&[file("/c")]);
-        waits.extend(&Observation::of(&[Box::new(Package {
-            name: "netdump".into(),
-            manager: crate::facts::PackageManager::Apt,
-            opt_out: "",
-        })]));
+        waits.extend(&Observation::of(&[package(
+            crate::facts::PackageManager::Apt,
+        )]));
+        assert!(!waits.may_wait, "dpkg-query takes no lock");
+        waits.extend(&Observation::of(&[package(
+            crate::facts::PackageManager::Yum,
+        )]));
         assert_eq!(waits.stat_paths, ["/c"]);
-        assert!(waits.may_wait, "a package manager may wait on its lock");
+        assert!(waits.may_wait, "rpm may wait on its database's lock");
+        let service = |init| {
+            Box::new(crate::resources::Service {
+                name: "netdump".into(),
+                init,
+                enabled: Some(true),
+                running: true,
+                restart_on: Vec::new(),
+                daemon_reload_on: Vec::new(),
+                reload: false,
+                opt_out: "",
+                validate: None,
+            }) as Box<dyn Resource>
+        };
+        use crate::facts::InitSystem;
+        assert!(!Observation::of(&[service(InitSystem::Systemd)]).may_wait);
+        assert!(
+            Observation::of(&[service(InitSystem::Sysv)]).may_wait,
+            "an init script may wait on anything"
+        );
     }
 
     #[test]

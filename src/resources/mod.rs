@@ -139,8 +139,9 @@ pub trait Resource: Send + Sync {
     fn observation_in_place(&self) -> bool {
         false
     }
-    /// Whether the snippet may wait on something (a lock, a daemon, an arbitrary command), so
-    /// that its round trip needs the remote `timeout` (see `RemoteCommand::read_only`).
+    /// Whether the snippet may wait on something without a bound of its own (a lock, a daemon,
+    /// an arbitrary command), so that its round trip needs the remote `timeout` (see
+    /// `RemoteCommand::read_only`).
     fn observation_may_wait(&self) -> bool {
         true
     }

@@ -32,6 +32,19 @@ impl Resource for Package {
         }
     }
 
+    /// `dpkg-query` reads dpkg's status file without its lock; `rpm -q` can wait for the rpm
+    /// database's lock while a transaction holds it.
+    fn observation_may_wait(&self) -> bool {
+        matches!(
+            self.manager,
+            PackageManager::Dnf | PackageManager::Yum | PackageManager::Up2date
+        )
+    }
+
+    fn observation_in_place(&self) -> bool {
+        true
+    }
+
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
         let n = sh_quote(&self.name);
         match observed.field("installed") {

@@ -47,6 +47,16 @@ impl Resource for Service {
         }
     }
 
+    /// `systemctl` gives up on its own (its bus calls time out); a SysV `service NAME status`
+    /// runs the init script, which may wait on anything.
+    fn observation_may_wait(&self) -> bool {
+        self.init == InitSystem::Sysv
+    }
+
+    fn observation_in_place(&self) -> bool {
+        true
+    }
+
     fn plan(&self, observed: &Observed, ctx: &PlanContext) -> Result<Plan, ResourceError> {
         if self.init == InitSystem::None {
             return Err(ResourceError::Invalid {
