@@ -42,8 +42,8 @@ impl Snippet {
 pub struct Observation {
     pub snippets: Vec<Snippet>,
     pub stat_paths: Vec<String>,
-    /// Some snippet asks a package manager, an init system or an arbitrary command, which can
-    /// wait on a lock or a daemon: then the round trip keeps its remote bound.
+    /// Some snippet may wait without a bound of its own (rpm's database lock, a SysV init
+    /// script, an arbitrary command): then the round trip keeps its remote bound.
     pub may_wait: bool,
 }
 
@@ -58,10 +58,8 @@ impl Observation {
 
     pub fn push(&mut self, r: &dyn Resource) {
         self.snippets.push(Snippet::of(r));
-        if let Some(p) = r.observed_path()
-            && !self.stat_paths.iter().any(|q| q == p)
-        {
-            self.stat_paths.push(p.to_string());
+        if let Some(p) = r.observed_path() {
+            self.add_stat_path(p);
         }
         self.may_wait |= r.observation_may_wait();
     }
@@ -70,11 +68,16 @@ impl Observation {
     pub fn extend(&mut self, other: &Observation) {
         self.snippets.extend(other.snippets.iter().cloned());
         for p in &other.stat_paths {
-            if !self.stat_paths.contains(p) {
-                self.stat_paths.push(p.clone());
-            }
+            self.add_stat_path(p);
         }
         self.may_wait |= other.may_wait;
+    }
+
+    /// Each path once: `stat` would print a line per mention.
+    fn add_stat_path(&mut self, p: &str) {
+        if !self.stat_paths.iter().any(|q| q == p) {
+            self.stat_paths.push(p.to_string());
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -283,6 +286,7 @@ mod tests {
         assert_eq!(quiet.len(), 4);
         assert_eq!(quiet.stat_paths, ["/a", "/b"]);
         assert!(!quiet.may_wait, "files and /proc only");
+        assert!(quiet.snippets.iter().all(|s| s.in_place), "none needs a subshell");
         let package = |manager| {
             Box::new(Package {
                 name: "netdump".into(),

@@ -316,14 +316,6 @@ impl Resource for File {
         Some(&self.path)
     }
 
-    fn observation_may_wait(&self) -> bool {
-        false
-    }
-
-    fn observation_in_place(&self) -> bool {
-        true
-    }
-
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
         let st = parse_path(&self.id(), observed)?;
         let write =
@@ -416,14 +408,6 @@ impl Resource for Directory {
 
     fn observed_path(&self) -> Option<&str> {
         Some(&self.path)
-    }
-
-    fn observation_may_wait(&self) -> bool {
-        false
-    }
-
-    fn observation_in_place(&self) -> bool {
-        true
     }
 
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {

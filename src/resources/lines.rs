@@ -98,14 +98,6 @@ impl Resource for ManagedLines {
         Some(&self.path)
     }
 
-    fn observation_may_wait(&self) -> bool {
-        false
-    }
-
-    fn observation_in_place(&self) -> bool {
-        true
-    }
-
     fn plan(&self, observed: &Observed, _ctx: &PlanContext) -> Result<Plan, ResourceError> {
         let st = parse_path(&self.id(), observed)?;
         let current = match st.kind {

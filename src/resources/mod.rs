@@ -129,7 +129,8 @@ pub trait Resource: Send + Sync {
     /// [`file::path_prelude`].
     fn observe_script(&self) -> String;
     /// The path whose attributes the snippet asks `ndp_path` for: the batch reads them all
-    /// with one `stat` up front.
+    /// with one `stat` up front. A snippet that is `ndp_path` runs in place and never waits,
+    /// which is what the two methods below default to for such a resource.
     fn observed_path(&self) -> Option<&str> {
         None
     }
@@ -137,13 +138,13 @@ pub trait Resource: Send + Sync {
     /// subshell (a fork per resource): it neither exits nor changes the shell's options, traps,
     /// directory or descriptors, and sets only variables it assigns before reading them.
     fn observation_in_place(&self) -> bool {
-        false
+        self.observed_path().is_some()
     }
     /// Whether the snippet may wait on something without a bound of its own (a lock, a daemon,
     /// an arbitrary command), so that its round trip needs the remote `timeout` (see
     /// `RemoteCommand::read_only`).
     fn observation_may_wait(&self) -> bool {
-        true
+        self.observed_path().is_none()
     }
     /// Pure: compares the observation with the desired state.
     fn plan(&self, observed: &Observed, ctx: &PlanContext) -> Result<Plan, ResourceError>;
