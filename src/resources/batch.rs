@@ -286,7 +286,10 @@ mod tests {
         assert_eq!(quiet.len(), 4);
         assert_eq!(quiet.stat_paths, ["/a", "/b"]);
         assert!(!quiet.may_wait, "files and /proc only");
-        assert!(quiet.snippets.iter().all(|s| s.in_place), "none needs a subshell");
+        assert!(
+            quiet.snippets.iter().all(|s| s.in_place),
+            "none needs a subshell"
+        );
         let package = |manager| {
             Box::new(Package {
                 name: "netdump".into(),
